@@ -1,0 +1,32 @@
+# Set-up and checks; the scripts do the work (see scripts/*.sh).
+# `make test ARGS='-run X ./eventstore/'` passes ARGS to go test.
+# Scripts are run with bash so that lost executable bits do not matter.
+
+ARGS ?=
+
+.PHONY: run test build lint bench pg-url pg-stop clean
+
+run:
+	bash scripts/run.sh
+
+test:
+	bash scripts/test.sh $(ARGS)
+
+build:
+	go build -o bin/upsell ./cmd/upsell
+
+lint:
+	bash scripts/test.sh --lint
+
+# The benchmark gets the same server as the tests.
+bench:
+	url="$$(bash scripts/pg.sh url)" && DATABASE_URL="$$url" bash scripts/bench-append.sh $(ARGS)
+
+pg-url:
+	@bash scripts/pg.sh url
+
+pg-stop:
+	bash scripts/pg.sh stop
+
+clean:
+	rm -rf bin/
