@@ -1,0 +1,302 @@
+package eventstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// appendSQL checks the expected version and inserts in one statement, so a
+// single-stream append is one round trip in an implicit transaction. head is
+// read under READ COMMITTED, so two writers can both pass the check; the
+// unique key on (stream_id, version) then refuses the second.
+const appendSQL = `INSERT INTO events
+    (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
+SELECT e.event_id, $1, $2, head.version + e.n, e.event_type, e.schema_version, e.data, e.metadata
+FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1::text) AS head,
+    unnest($4::uuid[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[])
+        WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, n)
+WHERE head.version = $3::bigint OR $3::bigint = -1
+RETURNING position, transaction_id, version, recorded_at`
+
+// The unique violation and the constraints of migrations/001_events.up.sql
+// that an append can meet.
+const (
+	uniqueViolation  = "23505"
+	streamVersionKey = "events_stream_version_key"
+	eventIDKey       = "events_event_id_key"
+)
+
+// Append appends to one or several streams atomically: every event is
+// recorded, or none. It returns the recorded events in the order given.
+//
+// It returns an error matching ErrInvalidAppend for a malformed append
+// (nothing reaches the database), a *VersionConflictError when a stream is
+// not at its expected version, and one matching ErrDuplicateEvent when an
+// event id is already recorded.
+func (s *Store) Append(ctx context.Context, appends ...Append) ([]Event, error) {
+	streams, err := prepare(appends)
+	if err != nil {
+		return nil, err
+	}
+	if len(streams) == 1 {
+		return appendOne(ctx, s.pool, streams[0])
+	}
+	// BEGIN travels with the inserts, so the round trip of pool.Begin is
+	// saved; COMMIT follows once every stream is known to be at its version.
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	br := s.pool.SendBatch(ctx, queue(b, streams))
+	tx := br.Tx()
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, fmt.Errorf("eventstore: begin append: %w", err)
+	}
+	events, err := readBatch(ctx, tx, br, streams)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("eventstore: commit append: %w", err)
+	}
+	return events, nil
+}
+
+// AppendTx is Append inside the caller's transaction tx, so other rows (an
+// idempotency key, an inline read model) commit with the events. It neither
+// commits nor rolls back. After an error the transaction must be rolled
+// back: a failed insert aborts it, and when one stream conflicts the events
+// of the streams before it may already be in it.
+func (s *Store) AppendTx(ctx context.Context, tx DBTX, appends ...Append) ([]Event, error) {
+	streams, err := prepare(appends)
+	if err != nil {
+		return nil, err
+	}
+	if len(streams) == 1 {
+		return appendOne(ctx, tx, streams[0])
+	}
+	return readBatch(ctx, tx, tx.SendBatch(ctx, queue(&pgx.Batch{}, streams)), streams)
+}
+
+// pending is a validated Append, with its events as the insert's arrays.
+type pending struct {
+	Append
+	ids            [][16]byte // not uuid.UUID: pgx would encode its driver.Valuer string and parse it back
+	types          []string
+	schemaVersions []int32
+	data           []json.RawMessage
+	metadata       []json.RawMessage
+}
+
+func prepare(appends []Append) ([]*pending, error) {
+	if len(appends) == 0 {
+		return nil, fmt.Errorf("%w: no streams", ErrInvalidAppend)
+	}
+	streams := make([]*pending, len(appends))
+	var seenStreams map[string]bool
+	var seenIDs map[uuid.UUID]bool
+	if len(appends) > 1 {
+		seenStreams = make(map[string]bool, len(appends))
+	}
+	if len(appends) > 1 || len(appends[0].Events) > 1 {
+		seenIDs = make(map[uuid.UUID]bool)
+	}
+	for i, a := range appends {
+		switch {
+		case a.StreamID == "":
+			return nil, fmt.Errorf("%w: empty stream id", ErrInvalidAppend)
+		case a.StreamType == "":
+			return nil, fmt.Errorf("%w: stream %q: empty stream type", ErrInvalidAppend, a.StreamID)
+		case a.ExpectedVersion < AnyVersion:
+			return nil, fmt.Errorf("%w: stream %q: expected version %d", ErrInvalidAppend, a.StreamID, a.ExpectedVersion)
+		case len(a.Events) == 0:
+			return nil, fmt.Errorf("%w: stream %q: no events", ErrInvalidAppend, a.StreamID)
+		case seenStreams[a.StreamID]:
+			// Two inserts into one stream would each check the same head.
+			return nil, fmt.Errorf("%w: stream %q appears twice", ErrInvalidAppend, a.StreamID)
+		}
+		if seenStreams != nil {
+			seenStreams[a.StreamID] = true
+		}
+		p := &pending{
+			Append:         a,
+			ids:            make([][16]byte, len(a.Events)),
+			types:          make([]string, len(a.Events)),
+			schemaVersions: make([]int32, len(a.Events)),
+			data:           make([]json.RawMessage, len(a.Events)),
+			metadata:       make([]json.RawMessage, len(a.Events)),
+		}
+		p.Events = make([]NewEvent, len(a.Events)) // the caller's slice stays untouched
+		for j, e := range a.Events {
+			switch {
+			case e.Type == "":
+				return nil, fmt.Errorf("%w: stream %q event %d: empty event type", ErrInvalidAppend, a.StreamID, j)
+			case e.SchemaVersion < 0 || e.SchemaVersion > math.MaxInt32:
+				return nil, fmt.Errorf("%w: stream %q event %d: schema version %d", ErrInvalidAppend, a.StreamID, j, e.SchemaVersion)
+			case !isJSONObject(e.Data):
+				return nil, fmt.Errorf("%w: stream %q event %d: data is not a JSON object", ErrInvalidAppend, a.StreamID, j)
+			case e.ID != uuid.Nil && seenIDs[e.ID]:
+				return nil, fmt.Errorf("%w: stream %q event %d: id %s given twice", ErrInvalidAppend, a.StreamID, j, e.ID)
+			}
+			if e.ID == uuid.Nil {
+				id, err := uuid.NewV7()
+				if err != nil {
+					return nil, fmt.Errorf("eventstore: generate event id: %w", err)
+				}
+				e.ID = id
+			} else if seenIDs != nil {
+				seenIDs[e.ID] = true
+			}
+			if e.SchemaVersion == 0 {
+				e.SchemaVersion = 1
+			}
+			metadata, err := json.Marshal(e.Metadata)
+			if err != nil {
+				return nil, fmt.Errorf("eventstore: encode metadata: %w", err)
+			}
+			p.Events[j] = e
+			p.ids[j] = e.ID
+			p.types[j] = e.Type
+			p.schemaVersions[j] = int32(e.SchemaVersion)
+			p.data[j] = e.Data
+			p.metadata[j] = metadata
+		}
+		streams[i] = p
+	}
+	return streams, nil
+}
+
+// isJSONObject also refuses JSON that jsonb would accept but that is not an
+// object, since event data is decoded into structs.
+func isJSONObject(data []byte) bool {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(data)
+}
+
+func (p *pending) args() []any {
+	return []any{p.StreamID, p.StreamType, p.ExpectedVersion, p.ids, p.types, p.schemaVersions, p.data, p.metadata}
+}
+
+func queue(b *pgx.Batch, streams []*pending) *pgx.Batch {
+	for _, p := range streams {
+		b.Queue(appendSQL, p.args()...)
+	}
+	return b
+}
+
+func appendOne(ctx context.Context, db DBTX, p *pending) ([]Event, error) {
+	events, err := p.recorded(db.Query(ctx, appendSQL, p.args()...))
+	if err == nil && events == nil {
+		return nil, p.conflict(ctx, db)
+	}
+	return events, err
+}
+
+// readBatch reads the results of the inserts queued for streams on br and
+// closes it. db is the connection br runs on, free again once br is closed.
+func readBatch(ctx context.Context, db DBTX, br pgx.BatchResults, streams []*pending) ([]Event, error) {
+	var all []Event
+	for _, p := range streams {
+		events, err := p.recorded(br.Query())
+		if err != nil || events == nil {
+			_ = br.Close() // the first stream's error is the one that matters
+			if err != nil {
+				return nil, err
+			}
+			return nil, p.conflict(ctx, db)
+		}
+		all = append(all, events...)
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("eventstore: append: %w", err)
+	}
+	return all, nil
+}
+
+// recorded reads what the insert returned and closes rows. It returns nil
+// events, and no error, when the stream was not at the expected version.
+func (p *pending) recorded(rows pgx.Rows, err error) ([]Event, error) {
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	type row struct {
+		position, version int64
+		transactionID     uint64
+		recordedAt        time.Time
+	}
+	got := make([]row, 0, len(p.Events))
+	var r row
+	_, err = pgx.ForEachRow(rows, []any{&r.position, &r.transactionID, &r.version, &r.recordedAt}, func() error {
+		got = append(got, r)
+		return nil
+	})
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	if len(got) == 0 {
+		return nil, nil
+	}
+	if len(got) != len(p.Events) {
+		return nil, fmt.Errorf("eventstore: append to stream %q: %d events given, %d recorded", p.StreamID, len(p.Events), len(got))
+	}
+	// RETURNING promises no order, but the versions are first..first+n-1 in
+	// the order of the events given.
+	first := got[0].version
+	for _, r := range got {
+		first = min(first, r.version)
+	}
+	events := make([]Event, len(p.Events))
+	for _, r := range got {
+		i := r.version - first // in range: the unique key forbids repeated versions
+		e := p.Events[i]
+		events[i] = Event{
+			ID:            e.ID,
+			StreamID:      p.StreamID,
+			StreamType:    p.StreamType,
+			Version:       r.version,
+			Position:      r.position,
+			TransactionID: r.transactionID,
+			Type:          e.Type,
+			SchemaVersion: e.SchemaVersion,
+			Data:          e.Data,
+			Metadata:      e.Metadata,
+			RecordedAt:    r.recordedAt,
+		}
+	}
+	return events, nil
+}
+
+// conflict reports that the insert found the stream at another version. It
+// reads that version for the message; the read may fail (db is an aborted
+// transaction) or be out of date already, so it is only informative.
+func (p *pending) conflict(ctx context.Context, db DBTX) error {
+	actual, err := streamVersion(ctx, db, p.StreamID)
+	if err != nil {
+		actual = -1
+	}
+	return &VersionConflictError{StreamID: p.StreamID, Expected: p.ExpectedVersion, Actual: actual}
+}
+
+// fail translates the unique violations an append can meet; the constraint
+// name, not the message, says which.
+func (p *pending) fail(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+		switch pgErr.ConstraintName {
+		case streamVersionKey:
+			return &VersionConflictError{StreamID: p.StreamID, Expected: p.ExpectedVersion, Actual: -1, Err: err}
+		case eventIDKey:
+			return fmt.Errorf("eventstore: append to stream %q: %w: %w", p.StreamID, ErrDuplicateEvent, err)
+		}
+	}
+	return fmt.Errorf("eventstore: append to stream %q: %w", p.StreamID, err)
+}

@@ -1,0 +1,164 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const eventColumns = `position, event_id, stream_id, stream_type, version, transaction_id,
+    event_type, schema_version, data, metadata, recorded_at`
+
+func scanEvent(row pgx.CollectableRow) (Event, error) {
+	var e Event
+	err := row.Scan(&e.Position, &e.ID, &e.StreamID, &e.StreamType, &e.Version, &e.TransactionID,
+		&e.Type, &e.SchemaVersion, (*[]byte)(&e.Data), &e.Metadata, &e.RecordedAt)
+	return e, err
+}
+
+// LoadOptions limits a load to the stream as it was at some point.
+type LoadOptions struct {
+	UpToVersion int64     // 0: every version
+	UpTo        time.Time // zero: whenever recorded
+}
+
+// Load returns a stream's events in version order; an unknown stream gives
+// no events and no error.
+func (s *Store) Load(ctx context.Context, streamID string, opts LoadOptions) ([]Event, error) {
+	return LoadTx(ctx, s.pool, streamID, opts)
+}
+
+// LoadTx is Load on db, typically a transaction that appends next.
+//
+// With UpTo set it stops before the first event recorded after UpTo.
+// recorded_at is the start of the appending transaction, so a transaction
+// that started early and appended late can give a later version an earlier
+// time; stopping, rather than filtering, keeps the result a prefix of the
+// stream, the only thing a state can be rebuilt from.
+func LoadTx(ctx context.Context, db DBTX, streamID string, opts LoadOptions) ([]Event, error) {
+	if opts.UpToVersion < 0 {
+		return nil, fmt.Errorf("eventstore: load stream %q: negative version %d", streamID, opts.UpToVersion)
+	}
+	upToVersion := opts.UpToVersion
+	if upToVersion == 0 {
+		upToVersion = math.MaxInt64
+	}
+	rows, err := db.Query(ctx, `SELECT `+eventColumns+` FROM events
+WHERE stream_id = $1 AND version <= $2 ORDER BY version`, streamID, upToVersion)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: load stream %q: %w", streamID, err)
+	}
+	defer rows.Close()
+	events := []Event{}
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("eventstore: load stream %q: %w", streamID, err)
+		}
+		if !opts.UpTo.IsZero() && e.RecordedAt.After(opts.UpTo) {
+			break
+		}
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("eventstore: load stream %q: %w", streamID, err)
+	}
+	return events, nil
+}
+
+// StreamVersion returns the version of a stream's last event, 0 when the
+// stream has none.
+func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
+	v, err := streamVersion(ctx, s.pool, streamID)
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: version of stream %q: %w", streamID, err)
+	}
+	return v, nil
+}
+
+func streamVersion(ctx context.Context, db DBTX, streamID string) (int64, error) {
+	var v int64
+	err := db.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1`, streamID).Scan(&v)
+	return v, err
+}
+
+// Cursor is a reader's place in the log: the last event it has read. The
+// zero Cursor is the start of the log.
+type Cursor struct {
+	TransactionID uint64
+	Position      int64
+}
+
+// String gives the form ParseCursor reads, "<transaction id>:<position>".
+func (c Cursor) String() string {
+	return strconv.FormatUint(c.TransactionID, 10) + ":" + strconv.FormatInt(c.Position, 10)
+}
+
+// ParseCursor reads a cursor written by Cursor.String.
+func ParseCursor(s string) (Cursor, error) {
+	xid, pos, ok := strings.Cut(s, ":")
+	if !ok {
+		return Cursor{}, fmt.Errorf("eventstore: cursor %q: want <transaction id>:<position>", s)
+	}
+	var c Cursor
+	var err error
+	if c.TransactionID, err = strconv.ParseUint(xid, 10, 64); err != nil {
+		return Cursor{}, fmt.Errorf("eventstore: cursor %q: transaction id: %w", s, err)
+	}
+	if c.Position, err = strconv.ParseInt(pos, 10, 64); err != nil {
+		return Cursor{}, fmt.Errorf("eventstore: cursor %q: position: %w", s, err)
+	}
+	if c.Position < 0 {
+		return Cursor{}, fmt.Errorf("eventstore: cursor %q: negative position", s)
+	}
+	return c, nil
+}
+
+// ReadLog returns up to limit events after the cursor in commit order, and
+// the cursor of the last one (after itself when there are none). It reads
+// only events of transactions below the snapshot's xmin: those have all
+// ended, so no event can later commit behind the returned cursor. Events of
+// a transaction still open, and of every transaction after it, wait until it
+// ends.
+func (s *Store) ReadLog(ctx context.Context, after Cursor, limit int) ([]Event, Cursor, error) {
+	if limit <= 0 {
+		return nil, after, fmt.Errorf("eventstore: read log: limit %d is not positive", limit)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, position
+LIMIT $3`, after.TransactionID, after.Position, limit)
+	if err != nil {
+		return nil, after, fmt.Errorf("eventstore: read log after %s: %w", after, err)
+	}
+	events, err := pgx.CollectRows(rows, scanEvent)
+	if err != nil {
+		return nil, after, fmt.Errorf("eventstore: read log after %s: %w", after, err)
+	}
+	if len(events) == 0 {
+		return events, after, nil
+	}
+	last := events[len(events)-1]
+	return events, Cursor{TransactionID: last.TransactionID, Position: last.Position}, nil
+}
+
+// Head returns the cursor of the newest event ReadLog can return now, the
+// zero Cursor when there is none; a reader's lag is the distance to it.
+func (s *Store) Head(ctx context.Context) (Cursor, error) {
+	var c Cursor
+	err := s.pool.QueryRow(ctx, `SELECT transaction_id, position FROM events
+WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id DESC, position DESC
+LIMIT 1`).Scan(&c.TransactionID, &c.Position)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Cursor{}, fmt.Errorf("eventstore: read log head: %w", err)
+	}
+	return c, nil
+}
