@@ -1,0 +1,114 @@
+package domain
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/shopspring/decimal"
+)
+
+// Money is an exact decimal amount that keeps its scale: 3.20 prints as
+// "3.20", never "3.2", and travels in JSON as a string. Payments carry the
+// currency's minor unit; unit prices carry at least that many places.
+type Money struct{ d decimal.Decimal }
+
+// minorUnits lists the currencies the catalog may use, with the number of
+// digits of their minor unit (ISO 4217).
+var minorUnits = map[string]int32{
+	"USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "AUD": 2, "NZD": 2, "CHF": 2,
+	"SEK": 2, "NOK": 2, "DKK": 2, "ZAR": 2, "SGD": 2, "JPY": 0,
+}
+
+// MinorUnits returns the digits of a currency's minor unit.
+func MinorUnits(currency string) (int32, error) {
+	n, ok := minorUnits[currency]
+	if !ok {
+		return 0, newError(CodeUnknownCurrency, "unknown currency %q", currency)
+	}
+	return n, nil
+}
+
+// ParseMoney reads a decimal string such as "2216.50".
+func ParseMoney(s string) (Money, error) {
+	d, err := decimal.NewFromString(s)
+	if err != nil {
+		return Money{}, fmt.Errorf("not a decimal amount: %q", s)
+	}
+	return Money{d}, nil
+}
+
+// MustMoney is ParseMoney for constants in tests and examples.
+func MustMoney(s string) Money {
+	m, err := ParseMoney(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// Zero returns 0 with the currency's minor unit ("0.00").
+func Zero(currency string) Money {
+	return Money{decimal.New(0, -minorUnits[currency])}
+}
+
+// Decimal returns the amount as a decimal.
+func (m Money) Decimal() decimal.Decimal { return m.d }
+
+// String prints the amount with its scale: "2240.00", "-2216.50".
+func (m Money) String() string {
+	if m.d.Exponent() < 0 {
+		return m.d.StringFixed(-m.d.Exponent())
+	}
+	return m.d.String()
+}
+
+// Add returns m + o.
+func (m Money) Add(o Money) Money { return Money{m.d.Add(o.d)} }
+
+// Sub returns m - o.
+func (m Money) Sub(o Money) Money { return Money{m.d.Sub(o.d)} }
+
+// Neg returns -m.
+func (m Money) Neg() Money { return Money{m.d.Neg()} }
+
+// Sign returns -1, 0 or +1.
+func (m Money) Sign() int { return m.d.Sign() }
+
+// Equal reports whether both are the same amount, whatever their scale.
+func (m Money) Equal(o Money) bool { return m.d.Equal(o.d) }
+
+// atLeastPlaces gives the amount at least n decimal places ("45" becomes
+// "45.00"), never dropping digits it has.
+func (m Money) atLeastPlaces(n int32) Money {
+	if -m.d.Exponent() >= n {
+		return m
+	}
+	return Money{m.d.Round(n)}
+}
+
+// Payment is quantity x unit price, rounded half-up (away from zero) to the
+// currency's minor unit. Rounding away from zero makes a negative line the
+// exact opposite of the positive one, so -682 and +682 cancel to the cent.
+func Payment(quantity int, unitPrice Money, currency string) Money {
+	places := minorUnits[currency]
+	return Money{unitPrice.d.Mul(decimal.NewFromInt(int64(quantity))).Round(places)}
+}
+
+// MarshalJSON writes the amount as a JSON string.
+func (m Money) MarshalJSON() ([]byte, error) { return json.Marshal(m.String()) }
+
+// UnmarshalJSON reads a JSON string (or, leniently, a JSON number).
+func (m *Money) UnmarshalJSON(b []byte) error {
+	var s string
+	if len(b) > 0 && b[0] != '"' {
+		s = string(b)
+	} else if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("money: %w", err)
+	}
+	v, err := ParseMoney(s)
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
