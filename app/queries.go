@@ -1,0 +1,115 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/upsell-dev/upsell/domain"
+	"github.com/upsell-dev/upsell/eventstore"
+)
+
+func notFound(format string, args ...any) error {
+	return &domain.Error{Code: domain.CodeNotFound, Detail: fmt.Sprintf(format, args...)}
+}
+
+// LoadQuote rebuilds a quote of the actor's MSP from its events, whole or as
+// it stood at a version or a time. Another MSP's quote is not found.
+func (s *Service) LoadQuote(ctx context.Context, actor domain.Actor, quoteID uuid.UUID, opts eventstore.LoadOptions) (*domain.ChangeQuote, error) {
+	history, err := s.history(ctx, quoteID.String(), domain.StreamChangeQuote, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(history) == 0 {
+		return nil, notFound("change quote %s not found", quoteID)
+	}
+	q, err := domain.LoadChangeQuote(history)
+	if err != nil {
+		return nil, err
+	}
+	if q.MSPID() != actor.MSPID {
+		return nil, notFound("change quote %s not found", quoteID)
+	}
+	return q, nil
+}
+
+// LoadCustomer rebuilds one of the actor's customers from its events.
+func (s *Service) LoadCustomer(ctx context.Context, actor domain.Actor, customerID string) (*domain.Customer, error) {
+	history, err := s.history(ctx, customerID, domain.StreamCustomer, eventstore.LoadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if len(history) == 0 {
+		return nil, notFound("customer %q not found", customerID)
+	}
+	c, err := domain.LoadCustomer(history)
+	if err != nil {
+		return nil, err
+	}
+	if c.MSPID() != actor.MSPID {
+		return nil, notFound("customer %q not found", customerID)
+	}
+	return c, nil
+}
+
+// history loads and decodes a stream; a stream of another type is treated
+// as absent, so an id can never reach the wrong aggregate.
+func (s *Service) history(ctx context.Context, streamID, streamType string, opts eventstore.LoadOptions) ([]domain.Event, error) {
+	stored, err := s.store.Load(ctx, streamID, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(stored) > 0 && stored[0].StreamType != streamType {
+		return nil, nil
+	}
+	return DecodeEvents(stored)
+}
+
+// DecodeEvents turns stored events into domain events.
+func DecodeEvents(stored []eventstore.Event) ([]domain.Event, error) {
+	out := make([]domain.Event, len(stored))
+	for i, e := range stored {
+		d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Data)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s version %d: %w", e.StreamID, e.Version, err)
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+// Catalog reads the product catalog.
+func (s *Service) Catalog(ctx context.Context) (*domain.Catalog, error) {
+	rows, err := s.pool.Query(ctx, `SELECT code, name, per_user, currency, term_types, tiers FROM products ORDER BY code`)
+	if err != nil {
+		return nil, fmt.Errorf("read catalog: %w", err)
+	}
+	products, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.Product, error) {
+		var p domain.Product
+		var tiers []byte
+		if err := row.Scan(&p.Code, &p.Name, &p.PerUser, &p.Currency, &p.TermTypes, &tiers); err != nil {
+			return p, err
+		}
+		return p, json.Unmarshal(tiers, &p.Tiers)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read catalog: %w", err)
+	}
+	return domain.NewCatalog(products)
+}
+
+func (s *Service) mspName(ctx context.Context, mspID string) (string, error) {
+	var name string
+	err := s.pool.QueryRow(ctx, `SELECT name FROM msps WHERE id = $1`, mspID).Scan(&name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", notFound("MSP %q not found", mspID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read MSP %q: %w", mspID, err)
+	}
+	return name, nil
+}

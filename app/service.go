@@ -1,0 +1,184 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/upsell-dev/upsell/domain"
+	"github.com/upsell-dev/upsell/eventstore"
+)
+
+// ErrPreconditionFailed means the command named an expected version
+// (If-Match) and the quote is at another one. Nothing was appended.
+var ErrPreconditionFailed = errors.New("the quote is not at the expected version")
+
+// DefaultMaxRetries bounds how often a decision is re-run after a version
+// conflict before the conflict is returned.
+const DefaultMaxRetries = 5
+
+// TxHook runs inside the transaction that appends a command's events, with
+// the events as stored, so that rows derived from them (inline read models,
+// idempotency records) commit together with the events or not at all.
+type TxHook func(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error
+
+// Service runs the commands of the change-order flow.
+type Service struct {
+	pool       *pgxpool.Pool
+	store      *eventstore.Store
+	clock      domain.Clock
+	newID      func() uuid.UUID
+	maxRetries int
+	hooks      []TxHook
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithClock sets the clock (the system clock by default).
+func WithClock(c domain.Clock) Option { return func(s *Service) { s.clock = c } }
+
+// WithIDs sets how new quote and command ids are made (random by default).
+func WithIDs(newID func() uuid.UUID) Option { return func(s *Service) { s.newID = newID } }
+
+// WithMaxRetries sets how often a decision is re-run after a conflict.
+func WithMaxRetries(n int) Option { return func(s *Service) { s.maxRetries = n } }
+
+// WithTxHook adds a hook that runs in every append transaction.
+func WithTxHook(h TxHook) Option { return func(s *Service) { s.hooks = append(s.hooks, h) } }
+
+// New returns a Service on the pool's event store.
+func New(pool *pgxpool.Pool, opts ...Option) *Service {
+	s := &Service{
+		pool: pool, store: eventstore.New(pool), clock: domain.SystemClock{},
+		newID: uuid.New, maxRetries: DefaultMaxRetries,
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Store returns the event store the service appends to.
+func (s *Service) Store() *eventstore.Store { return s.store }
+
+// Meta is what every command carries besides its own fields.
+type Meta struct {
+	Actor domain.Actor
+	// CorrelationID ties together everything one request caused; it
+	// defaults to the command id.
+	CorrelationID string
+	// CausationID is what caused this command (a request or message id); it
+	// defaults to a new command id.
+	CausationID string
+	// ExpectedVersion, when set, is the quote version the caller saw
+	// (If-Match): a quote at another version gives ErrPreconditionFailed.
+	ExpectedVersion *int64
+}
+
+// Result is the outcome of a command on a quote.
+type Result struct {
+	QuoteID uuid.UUID
+	// Version is the quote's version after the command.
+	Version int64
+	// Events are the events the command appended, to every stream, in
+	// order; empty when the command changed nothing.
+	Events []eventstore.Event
+	// Quote is the quote's state after the command.
+	Quote *domain.ChangeQuote
+}
+
+// changed is an aggregate with new events to append.
+type changed interface {
+	Changes() []domain.Event
+	ExpectedVersion() int64
+}
+
+type pending struct {
+	streamID, streamType string
+	agg                  changed
+}
+
+// runQuote is the unit of work for a command on an existing quote: load,
+// check the expected version, decide, append; on a version conflict, again.
+func (s *Service) runQuote(ctx context.Context, m Meta, quoteID uuid.UUID,
+	decide func(ctx context.Context, q *domain.ChangeQuote) (also []pending, err error)) (Result, error) {
+	for attempt := 0; ; attempt++ {
+		q, err := s.LoadQuote(ctx, m.Actor, quoteID, eventstore.LoadOptions{})
+		if err != nil {
+			return Result{}, err
+		}
+		if m.ExpectedVersion != nil && *m.ExpectedVersion != q.Version() {
+			return Result{}, fmt.Errorf("%w: expected version %d, the quote is at %d", ErrPreconditionFailed, *m.ExpectedVersion, q.Version())
+		}
+		also, err := decide(ctx, q)
+		if err != nil {
+			return Result{}, err
+		}
+		streams := append([]pending{{quoteID.String(), domain.StreamChangeQuote, q}}, also...)
+		events, err := s.append(ctx, m, streams)
+		if errors.Is(err, eventstore.ErrVersionConflict) && attempt < s.maxRetries {
+			continue // someone else wrote first: decide again on what they wrote
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{QuoteID: quoteID, Version: q.Version(), Events: events, Quote: q}, nil
+	}
+}
+
+// append stores the aggregates' new events, all or none, each stream at the
+// version it was loaded at, with the command's metadata.
+func (s *Service) append(ctx context.Context, m Meta, streams []pending) ([]eventstore.Event, error) {
+	commandID := s.newID().String()
+	md := eventstore.Metadata{
+		MSPID: m.Actor.MSPID, UserID: m.Actor.UserID,
+		CorrelationID: m.CorrelationID, CausationID: m.CausationID,
+	}
+	if md.CausationID == "" {
+		md.CausationID = commandID
+	}
+	if md.CorrelationID == "" {
+		md.CorrelationID = md.CausationID
+	}
+	var appends []eventstore.Append
+	for _, p := range streams {
+		changes := p.agg.Changes()
+		if len(changes) == 0 {
+			continue
+		}
+		a := eventstore.Append{StreamID: p.streamID, StreamType: p.streamType, ExpectedVersion: p.agg.ExpectedVersion()}
+		for _, e := range changes {
+			typ, schema, data, err := domain.EncodeEvent(e)
+			if err != nil {
+				return nil, err
+			}
+			a.Events = append(a.Events, eventstore.NewEvent{Type: typ, SchemaVersion: schema, Data: data, Metadata: md})
+		}
+		appends = append(appends, a)
+	}
+	if len(appends) == 0 {
+		return nil, nil
+	}
+	if len(s.hooks) == 0 {
+		return s.store.Append(ctx, appends...)
+	}
+	var stored []eventstore.Event
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if stored, err = s.store.AppendTx(ctx, tx, appends...); err != nil {
+			return err
+		}
+		for _, h := range s.hooks {
+			if err := h(ctx, tx, stored); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return stored, err
+}

@@ -1,0 +1,71 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/upsell-dev/upsell/app"
+	"github.com/upsell-dev/upsell/domain"
+	"github.com/upsell-dev/upsell/eventstore"
+)
+
+// statusOfCode is the one table from a domain code to an HTTP status.
+var statusOfCode = map[domain.Code]int{
+	domain.CodeNotFound:                 http.StatusNotFound,
+	domain.CodeQuoteClosed:              http.StatusConflict,
+	domain.CodeBaselineChanged:          http.StatusConflict,
+	domain.CodeSeatsDecrease:            http.StatusUnprocessableEntity,
+	domain.CodeInvalidSeats:             http.StatusUnprocessableEntity,
+	domain.CodeUnknownProduct:           http.StatusUnprocessableEntity,
+	domain.CodeUnknownTermType:          http.StatusUnprocessableEntity,
+	domain.CodeUnknownCurrency:          http.StatusUnprocessableEntity,
+	domain.CodeCurrencyMismatch:         http.StatusUnprocessableEntity,
+	domain.CodeProductAlreadyPresent:    http.StatusUnprocessableEntity,
+	domain.CodeProductNotOnSubscription: http.StatusUnprocessableEntity,
+	domain.CodeProductNotAdded:          http.StatusUnprocessableEntity,
+	domain.CodeNothingToReview:          http.StatusUnprocessableEntity,
+	domain.CodeNotReviewed:              http.StatusUnprocessableEntity,
+	domain.CodeAcknowledgementsMissing:  http.StatusUnprocessableEntity,
+	domain.CodeInvalidCustomer:          http.StatusUnprocessableEntity,
+	domain.CodeInvalidProduct:           http.StatusUnprocessableEntity,
+}
+
+// StatusFor maps an error to its HTTP status and the stable code of the
+// problem response. Anything it does not know is a 500 "internal": the
+// caller logs the cause and shows the client nothing of it.
+func StatusFor(err error) (status int, code string) {
+	var de *domain.Error
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return http.StatusOK, ""
+	case errors.As(err, &de):
+		if s, ok := statusOfCode[de.Code]; ok {
+			return s, de.Code.String()
+		}
+		return http.StatusUnprocessableEntity, de.Code.String()
+	case errors.Is(err, app.ErrPreconditionFailed):
+		return http.StatusPreconditionFailed, "precondition_failed"
+	case errors.Is(err, eventstore.ErrVersionConflict):
+		return http.StatusConflict, "version_conflict"
+	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err), pgconn.SafeToRetry(err),
+		errors.As(err, &pgErr) && isUnavailable(pgErr.Code):
+		return http.StatusServiceUnavailable, "database_unavailable"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// isUnavailable reports the SQLSTATE classes that mean the database cannot
+// serve right now (connection exceptions, shutdown, too many connections).
+func isUnavailable(sqlstate string) bool {
+	switch {
+	case len(sqlstate) == 5 && sqlstate[:2] == "08": // connection exception
+		return true
+	case sqlstate == "57P01", sqlstate == "57P02", sqlstate == "57P03", sqlstate == "53300":
+		return true
+	}
+	return false
+}
