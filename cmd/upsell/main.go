@@ -1,0 +1,137 @@
+// Command upsell is the Upsell service and its tools: one binary with
+// subcommands. Configuration comes from flags and the environment
+// (DATABASE_URL); logs go to standard error through log/slog.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+const usage = `upsell: change orders for MSP partner portals, event-sourced on PostgreSQL.
+
+Usage:
+  upsell migrate            apply the database migrations
+  upsell import FILE.json   load MSPs, users, the catalog and customers
+  upsell demo               run the seed story (Contoso Ltd, 682 -> 700 seats)
+
+Environment:
+  DATABASE_URL   PostgreSQL connection URL (required), e.g.
+                 postgres://postgres@127.0.0.1:5432/upsell?sslmode=disable
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// env is where configuration is read from (os.Getenv, or a map in tests).
+type env func(string) string
+
+// run executes one subcommand and returns the process exit code: 0 done,
+// 1 failed, 2 misused.
+func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmds := map[string]func(context.Context, *cli, []string) error{
+		"migrate": cmdMigrate,
+		"import":  cmdImport,
+		"demo":    cmdDemo,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "upsell: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	c := &cli{getenv: getenv, stdout: stdout, stderr: stderr, log: log}
+	defer c.close()
+	err := cmd(ctx, c, args[1:])
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "upsell %s: %v\n", args[0], err)
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintf(stderr, "upsell %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+// usageError is a command line the command cannot act on.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// cli is what every subcommand shares: output, logs and (lazily) the pool.
+type cli struct {
+	getenv         env
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	pool           *pgxpool.Pool
+}
+
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("upsell "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	return fs
+}
+
+// connect opens the pool on DATABASE_URL and checks that it answers.
+func (c *cli) connect(ctx context.Context) (*pgxpool.Pool, error) {
+	if c.pool != nil {
+		return c.pool, nil
+	}
+	url := c.getenv("DATABASE_URL")
+	if url == "" {
+		return nil, errors.New("DATABASE_URL is not set: set it to a PostgreSQL URL, " +
+			"or use `make run`, which finds or starts a server and sets it")
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "upsell"
+	// A transaction left open stalls every reader of the event log (they
+	// read only below the oldest open transaction): end abandoned ones.
+	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60000"
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("PostgreSQL at %s does not answer: %w", cfg.ConnConfig.Host, err)
+	}
+	c.pool = pool
+	return pool, nil
+}
+
+func (c *cli) close() {
+	if c.pool != nil {
+		c.pool.Close()
+	}
+}
