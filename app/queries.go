@@ -2,13 +2,13 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/upsell-dev/upsell/catalog"
 	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
 )
@@ -84,22 +84,7 @@ func DecodeEvents(stored []eventstore.Event) ([]domain.Event, error) {
 
 // Catalog reads the product catalog.
 func (s *Service) Catalog(ctx context.Context) (*domain.Catalog, error) {
-	rows, err := s.pool.Query(ctx, `SELECT code, name, per_user, currency, term_types, tiers FROM products ORDER BY code`)
-	if err != nil {
-		return nil, fmt.Errorf("read catalog: %w", err)
-	}
-	products, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.Product, error) {
-		var p domain.Product
-		var tiers []byte
-		if err := row.Scan(&p.Code, &p.Name, &p.PerUser, &p.Currency, &p.TermTypes, &tiers); err != nil {
-			return p, err
-		}
-		return p, json.Unmarshal(tiers, &p.Tiers)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read catalog: %w", err)
-	}
-	return domain.NewCatalog(products)
+	return catalog.Load(ctx, s.pool)
 }
 
 func (s *Service) mspName(ctx context.Context, mspID string) (string, error) {

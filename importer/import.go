@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/upsell-dev/upsell/catalog"
 	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
 )
@@ -93,20 +94,9 @@ func readKnown(ctx context.Context, tx pgx.Tx) (known, error) {
 	}); err != nil {
 		return k, fmt.Errorf("read users: %w", err)
 	}
-	rows, err = tx.Query(ctx, `SELECT code, name, per_user, currency, term_types, tiers FROM products`)
+	products, err := catalog.Products(ctx, tx)
 	if err != nil {
-		return k, fmt.Errorf("read products: %w", err)
-	}
-	products, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.Product, error) {
-		var p domain.Product
-		var tiers []byte
-		if err := row.Scan(&p.Code, &p.Name, &p.PerUser, &p.Currency, &p.TermTypes, &tiers); err != nil {
-			return p, err
-		}
-		return p, json.Unmarshal(tiers, &p.Tiers)
-	})
-	if err != nil {
-		return k, fmt.Errorf("read products: %w", err)
+		return k, err
 	}
 	for _, p := range products {
 		k.products[p.Code] = p
