@@ -18,13 +18,25 @@ import (
 // single-stream append is one round trip in an implicit transaction. head is
 // read under READ COMMITTED, so two writers can both pass the check; the
 // unique key on (stream_id, version) then refuses the second.
+//
+// The log is read in transaction id order, and a transaction gets its id at
+// its first write. A transaction that wrote something else before another
+// transaction appended to this stream and committed holds a smaller id than
+// that head event, so its event would come before the head in the log. The
+// insert therefore also requires this transaction's id to be above the
+// head's: per stream, log order is version order. A transaction refused that
+// way sees a version conflict, and a retry in a new transaction succeeds.
 const appendSQL = `INSERT INTO events
     (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
 SELECT e.event_id, $1, $2, head.version + e.n, e.event_type, e.schema_version, e.data, e.metadata
-FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1::text) AS head,
+FROM (SELECT coalesce(h.version, 0) AS version, h.transaction_id AS xid
+      FROM (VALUES (1)) AS one
+      LEFT JOIN LATERAL (SELECT version, transaction_id FROM events
+                         WHERE stream_id = $1::text ORDER BY version DESC LIMIT 1) AS h ON true) AS head,
     unnest($4::uuid[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[])
         WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, n)
-WHERE head.version = $3::bigint OR $3::bigint = -1
+WHERE (head.version = $3::bigint OR $3::bigint = -1)
+  AND (head.xid IS NULL OR head.xid < pg_current_xact_id())
 RETURNING position, transaction_id, version, recorded_at`
 
 // The unique violation and the constraints of migrations/001_events.up.sql
@@ -76,7 +88,13 @@ func (s *Store) Append(ctx context.Context, appends ...Append) ([]Event, error) 
 // commits nor rolls back. After an error the transaction must be rolled
 // back: a failed insert aborts it, and when one stream conflicts the events
 // of the streams before it may already be in it.
-func (s *Store) AppendTx(ctx context.Context, tx DBTX, appends ...Append) ([]Event, error) {
+//
+// It takes a pgx.Tx, not any connection: on a bare connection the inserts of
+// several streams would each commit on their own. Append before writing
+// anything else in tx where you can: a transaction that wrote first meets a
+// version conflict if another appends to the same stream in between (see
+// appendSQL), and must then be retried.
+func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, appends ...Append) ([]Event, error) {
 	streams, err := prepare(appends)
 	if err != nil {
 		return nil, err
@@ -283,7 +301,11 @@ func (p *pending) conflict(ctx context.Context, db DBTX) error {
 	if err != nil {
 		actual = -1
 	}
-	return &VersionConflictError{StreamID: p.StreamID, Expected: p.ExpectedVersion, Actual: actual}
+	c := &VersionConflictError{StreamID: p.StreamID, Expected: p.ExpectedVersion, Actual: actual}
+	if actual >= 0 && (actual == p.ExpectedVersion || p.ExpectedVersion == AnyVersion) {
+		c.Err = errWroteBeforeHead // the version was right: the transaction id was not
+	}
+	return c
 }
 
 // fail translates the unique violations an append can meet; the constraint

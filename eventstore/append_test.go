@@ -144,7 +144,13 @@ func TestAppendConcurrentWriterLoses(t *testing.T) {
 	pid := conn.Conn().PgConn().PID()
 	done := make(chan error, 1)
 	go func() {
-		_, err := store.AppendTx(ctx, conn, second)
+		tx2, err := conn.Begin(ctx)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = store.AppendTx(ctx, tx2, second)
+		_ = tx2.Rollback(ctx) // before done: the test releases conn after it
 		done <- err
 	}()
 	// The second insert passed the version check and now waits on the first

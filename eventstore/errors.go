@@ -26,7 +26,15 @@ type VersionConflictError struct {
 	Err      error // the database error when a concurrent writer won, else nil
 }
 
+// errWroteBeforeHead is the cause of a conflict where the stream was at the
+// expected version but the transaction had its id before the stream's last
+// event was written (see appendSQL).
+var errWroteBeforeHead = errors.New("the transaction wrote before the stream's last event was appended; retry it in a new transaction")
+
 func (e *VersionConflictError) Error() string {
+	if errors.Is(e.Err, errWroteBeforeHead) {
+		return fmt.Sprintf("eventstore: version conflict on stream %q at version %d: %v", e.StreamID, e.Actual, e.Err)
+	}
 	if e.Actual < 0 {
 		return fmt.Sprintf("eventstore: version conflict on stream %q: not at expected version %d", e.StreamID, e.Expected)
 	}
