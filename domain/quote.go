@@ -189,6 +189,9 @@ func (q *ChangeQuote) ChangeSeats(catalog *Catalog, code string, totalSeats int)
 		if err != nil {
 			return err
 		}
+		if p.Currency != q.opened.Currency {
+			return newError(CodeCurrencyMismatch, "%s is now priced in %s, the customer pays in %s", code, p.Currency, q.opened.Currency)
+		}
 		if price, err = p.UnitPrice(current.TermType, totalSeats); err != nil {
 			return err
 		}
@@ -200,7 +203,9 @@ func (q *ChangeQuote) ChangeSeats(catalog *Catalog, code string, totalSeats int)
 	return nil
 }
 
-// Save keeps the quote so the MSP can list, reopen and edit it later.
+// Save keeps the quote so the MSP can list, reopen and edit it later. Saving
+// is not an edit: a reviewed quote stays reviewed, with its summary and its
+// acknowledgements.
 func (q *ChangeQuote) Save(at time.Time) error {
 	if err := q.checkOpen(); err != nil {
 		return err
@@ -289,7 +294,8 @@ func (q *ChangeQuote) Submit(customer *Customer, by Actor, at time.Time) error {
 		Lines: r.Lines, TotalUsers: r.TotalUsers,
 		PriorMonthlyTotal: r.PriorMonthlyTotal, NewMonthlyTotal: r.NewMonthlyTotal,
 		MonthlyDifference: r.NewMonthlyTotal.Sub(r.PriorMonthlyTotal),
-		SubmittedBy:       by.UserID, SubmittedAt: at.UTC(),
+		AcknowledgedBy:    q.acks.By, AcknowledgedAt: q.acks.At,
+		SubmittedBy: by.UserID, SubmittedAt: at.UTC(),
 	}
 	q.record(order)
 	customer.amend(q.opened.QuoteID, order)
@@ -374,7 +380,9 @@ func (q *ChangeQuote) apply(e Event) error {
 		}
 		q.edited()
 	case QuoteSaved:
-		q.status, q.review, q.acks = StatusSaved, nil, nil
+		if q.status != StatusReviewed {
+			q.status = StatusSaved
+		}
 	case QuoteCancelled:
 		q.status = StatusCancelled
 	case OrderReviewed:

@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -851,19 +852,34 @@ func TestSaveAndCancel(t *testing.T) {
 			t.Fatalf("a saved quote reviewed: status %s", q.Status())
 		}
 	})
-	t.Run("save after review", func(t *testing.T) {
+	t.Run("saving a reviewed quote is not an edit: review and acknowledgements stay", func(t *testing.T) {
 		t.Parallel()
 		c := contoso(t)
 		q := reviewed(t, c, true)
-		must(t, q.Save(t0))
-		if q.Status() != domain.StatusSaved {
-			t.Fatalf("status %s, want saved", q.Status())
+		before, err := q.Summary()
+		if err != nil {
+			t.Fatal(err)
 		}
-		_, err := q.Summary()
-		assertCode(t, err, domain.ErrNotReviewed)
-		mustRefuse(t, q, domain.ErrNotReviewed, func() error { return q.Submit(c, alex, tSubmit) })
-		must(t, q.Review(tReview))
+		must(t, q.Save(t0))
+		if q.Status() != domain.StatusReviewed {
+			t.Fatalf("status %s, want reviewed", q.Status())
+		}
+		after, err := q.Summary()
+		if err != nil || after.Acknowledgements == nil || !reflect.DeepEqual(after.Lines, before.Lines) {
+			t.Fatalf("summary after save = %+v, %v", after, err)
+		}
+		must(t, q.Submit(c, alex, tSubmit))
+	})
+	t.Run("saving a reviewed quote without acknowledgements keeps it reviewed", func(t *testing.T) {
+		t.Parallel()
+		c := contoso(t)
+		q := reviewed(t, c, false)
+		must(t, q.Save(t0))
 		mustRefuse(t, q, domain.ErrAcknowledgementsMissing, func() error { return q.Submit(c, alex, tSubmit) })
+		must(t, q.ChangeSeats(cat, emailSec, 750))
+		if q.Status() != domain.StatusDraft {
+			t.Fatalf("an edit after review: status %s, want draft", q.Status())
+		}
 	})
 	t.Run("cancel", func(t *testing.T) {
 		t.Parallel()
