@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -20,40 +21,34 @@ func notFound(format string, args ...any) error {
 // LoadQuote rebuilds a quote of the actor's MSP from its events, whole or as
 // it stood at a version or a time. Another MSP's quote is not found.
 func (s *Service) LoadQuote(ctx context.Context, actor domain.Actor, quoteID uuid.UUID, opts eventstore.LoadOptions) (*domain.ChangeQuote, error) {
-	history, err := s.history(ctx, quoteID.String(), domain.StreamChangeQuote, opts)
-	if err != nil {
-		return nil, err
-	}
-	if len(history) == 0 {
-		return nil, notFound("change quote %s not found", quoteID)
-	}
-	q, err := domain.LoadChangeQuote(history)
-	if err != nil {
-		return nil, err
-	}
-	if q.MSPID() != actor.MSPID {
-		return nil, notFound("change quote %s not found", quoteID)
-	}
-	return q, nil
+	return load(ctx, s, actor, quoteID.String(), domain.StreamChangeQuote, opts, domain.LoadChangeQuote)
 }
 
 // LoadCustomer rebuilds one of the actor's customers from its events.
 func (s *Service) LoadCustomer(ctx context.Context, actor domain.Actor, customerID string) (*domain.Customer, error) {
-	history, err := s.history(ctx, customerID, domain.StreamCustomer, eventstore.LoadOptions{})
+	return load(ctx, s, actor, customerID, domain.StreamCustomer, eventstore.LoadOptions{}, domain.LoadCustomer)
+}
+
+// load rebuilds an aggregate of the actor's MSP; anything else (no stream,
+// another type of stream, another MSP's) is not found.
+func load[A interface{ MSPID() string }](ctx context.Context, s *Service, actor domain.Actor, streamID, streamType string,
+	opts eventstore.LoadOptions, rebuild func([]domain.Event) (A, error)) (A, error) {
+	var zero A
+	history, err := s.history(ctx, streamID, streamType, opts)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	if len(history) == 0 {
-		return nil, notFound("customer %q not found", customerID)
+		return zero, notFound("%s %q not found", strings.ReplaceAll(streamType, "_", " "), streamID)
 	}
-	c, err := domain.LoadCustomer(history)
+	agg, err := rebuild(history)
 	if err != nil {
-		return nil, err
+		return zero, fmt.Errorf("rebuild %s %q: %w", streamType, streamID, err)
 	}
-	if c.MSPID() != actor.MSPID {
-		return nil, notFound("customer %q not found", customerID)
+	if agg.MSPID() != actor.MSPID {
+		return zero, notFound("%s %q not found", strings.ReplaceAll(streamType, "_", " "), streamID)
 	}
-	return c, nil
+	return agg, nil
 }
 
 // history loads and decodes a stream; a stream of another type is treated

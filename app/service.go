@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -121,8 +123,16 @@ func (s *Service) runQuote(ctx context.Context, m Meta, quoteID uuid.UUID,
 		}
 		streams := append([]pending{{quoteID.String(), domain.StreamChangeQuote, q}}, also...)
 		events, err := s.append(ctx, m, streams)
-		if errors.Is(err, eventstore.ErrVersionConflict) && attempt < s.maxRetries {
-			continue // someone else wrote first: decide again on what they wrote
+		if errors.Is(err, eventstore.ErrVersionConflict) {
+			if attempt == s.maxRetries {
+				return Result{}, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err)
+			}
+			// Someone else wrote first: decide again on what they wrote,
+			// after a short random pause so that the losers spread out.
+			if err := pause(ctx, attempt); err != nil {
+				return Result{}, err
+			}
+			continue
 		}
 		if err != nil {
 			return Result{}, err
@@ -181,4 +191,18 @@ func (s *Service) append(ctx context.Context, m Meta, streams []pending) ([]even
 		return nil
 	})
 	return stored, err
+}
+
+// pause waits a random 0 to 2^attempt milliseconds (at most 64), or until
+// the context ends.
+func pause(ctx context.Context, attempt int) error {
+	d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

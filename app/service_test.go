@@ -416,3 +416,45 @@ func TestLoadQuoteAsOfVersion(t *testing.T) {
 		t.Fatalf("as of version 2: version %d, %+v, total %s", p.Version, p.ChangesToExistingProducts, p.NewMonthlyTotal)
 	}
 }
+
+// Without retries, concurrent writers lose with a version conflict that
+// says so; the winners' events are all there and nothing else is. With the
+// same start, TestConflictRetries shows the retries turn those losses into
+// successes.
+func TestConflictWithoutRetriesIsReturned(t *testing.T) {
+	t.Parallel()
+	b := setup(t, app.WithMaxRetries(0))
+	ctx := context.Background()
+	id := b.open(t)
+	const writers = 16
+	start := make(chan struct{})
+	errs := make(chan error, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			<-start
+			_, err := b.svc.ChangeSeats(ctx, app.Meta{Actor: alex}, id, "EMAIL-SEC", 700+i+1)
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	won, lost := 0, 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case errors.Is(err, eventstore.ErrVersionConflict) && strings.Contains(err.Error(), "gave up after 1 attempts"):
+			lost++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if lost == 0 {
+		t.Fatalf("%d writers released at once on one quote, none lost: the conflict path was not exercised", writers)
+	}
+	if n := len(b.stream(t, id.String())); n != won+1 {
+		t.Fatalf("quote has %d events, want 1 + %d winners", n, won)
+	}
+}

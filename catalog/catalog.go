@@ -9,12 +9,18 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/upsell-dev/upsell/domain"
 )
+
+// ErrCorrupt means the stored catalog does not pass validation. It is the
+// server's fault, not the caller's: the HTTP layer must not pass the
+// domain's code inside it on to a client as if its request were wrong.
+var ErrCorrupt = errors.New("the stored catalog is invalid")
 
 // Querier is a pool, a connection or a transaction.
 type Querier interface {
@@ -34,7 +40,7 @@ func Products(ctx context.Context, q Querier) ([]domain.Product, error) {
 			return p, err
 		}
 		if err := json.Unmarshal(tiers, &p.Tiers); err != nil {
-			return p, fmt.Errorf("product %s: tiers: %w", p.Code, err)
+			return p, fmt.Errorf("%w: product %s: tiers: %w", ErrCorrupt, p.Code, err)
 		}
 		return p, nil
 	})
@@ -50,5 +56,9 @@ func Load(ctx context.Context, q Querier) (*domain.Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return domain.NewCatalog(products)
+	c, err := domain.NewCatalog(products)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return c, nil
 }

@@ -2,6 +2,7 @@ package catalog_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -64,7 +65,7 @@ func TestLoadRefusesACorruptRow(t *testing.T) {
 					t.Fatal(err)
 				}
 				_, err := catalog.Load(ctx, tx)
-				if err == nil || !strings.Contains(err.Error(), tt.want) {
+				if !errors.Is(err, catalog.ErrCorrupt) || !strings.Contains(err.Error(), tt.want) {
 					t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 				}
 			})

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/upsell-dev/upsell/app"
+	"github.com/upsell-dev/upsell/catalog"
 	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
 )
@@ -42,6 +43,8 @@ func StatusFor(err error) (status int, code string) {
 	switch {
 	case err == nil:
 		return http.StatusOK, ""
+	case errors.Is(err, catalog.ErrCorrupt):
+		return http.StatusInternalServerError, "internal" // the data is at fault, not the request
 	case errors.As(err, &de):
 		if s, ok := statusOfCode[de.Code]; ok {
 			return s, de.Code.String()

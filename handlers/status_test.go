@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/upsell-dev/upsell/app"
+	"github.com/upsell-dev/upsell/catalog"
 	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
 	"github.com/upsell-dev/upsell/handlers"
@@ -39,6 +40,7 @@ func TestStatusFor(t *testing.T) {
 		{"connection refused", wrap(&pgconn.PgError{Code: "08006"}), 503, "database_unavailable"},
 		{"timeout", wrap(context.DeadlineExceeded), 503, "database_unavailable"},
 		{"a unique violation is not the client's business", wrap(&pgconn.PgError{Code: "23505"}), 500, "internal"},
+		{"a corrupt stored catalog is the server's fault", wrap(fmt.Errorf("%w: %w", catalog.ErrCorrupt, &domain.Error{Code: domain.CodeInvalidProduct})), 500, "internal"},
 		{"anything else is internal", errors.New("boom"), http.StatusInternalServerError, "internal"},
 	}
 	for _, tt := range tests {
