@@ -65,9 +65,12 @@ type Tier struct {
 
 // Customer is a customer of an MSP with its current subscription.
 type Customer struct {
-	ID            string         `json:"id"`
-	MSPID         string         `json:"msp_id"`
-	Name          string         `json:"name"`
+	ID    string `json:"id"`
+	MSPID string `json:"msp_id"`
+	Name  string `json:"name"`
+	// Currency is optional: it is the currency of the subscription's
+	// products, and must be given for a customer with no subscription yet.
+	Currency      string         `json:"currency,omitempty"`
 	Subscriptions []Subscription `json:"subscriptions"`
 }
 
@@ -288,6 +291,12 @@ func validate(f *File, db known) (*checked, error) {
 			invalidProduct[fp.Code] = true
 			continue
 		}
+		if old, ok := db.products[fp.Code]; ok && old.Currency != norm.Currency {
+			// Subscriptions and open quotes are priced in the old currency.
+			add(p+".currency", "%s is already priced in %s; a product's currency cannot change", fp.Code, old.Currency)
+			invalidProduct[fp.Code] = true
+			continue
+		}
 		products[fp.Code] = norm
 		out.products = append(out.products, norm)
 	}
@@ -303,7 +312,7 @@ func validate(f *File, db known) (*checked, error) {
 		if c.MSPID != "" && !mspIDs[c.MSPID] {
 			add(p+".msp_id", "unknown MSP %q: it is neither in this file nor imported before", c.MSPID)
 		}
-		cc := checkedCustomer{path: p, customer: c}
+		cc := checkedCustomer{path: p, customer: c, currency: c.Currency}
 		bad := false
 		for j, s := range c.Subscriptions {
 			sp := fmt.Sprintf("%s.subscriptions[%d]", p, j)
@@ -324,7 +333,7 @@ func validate(f *File, db known) (*checked, error) {
 			if cc.currency == "" {
 				cc.currency = prod.Currency
 			} else if prod.Currency != cc.currency {
-				add(sp+".product_code", "%s is priced in %s, the customer's other products in %s", s.ProductCode, prod.Currency, cc.currency)
+				add(sp+".product_code", "%s is priced in %s, the customer pays in %s", s.ProductCode, prod.Currency, cc.currency)
 				bad = true
 			}
 			price, err := domain.ParseMoney(s.UnitPrice)
@@ -338,7 +347,8 @@ func validate(f *File, db known) (*checked, error) {
 			})
 		}
 		if cc.currency == "" {
-			cc.currency = "USD" // a customer with no subscription yet
+			add(p+".currency", "a customer with no subscription needs its currency")
+			bad = true
 		}
 		if bad {
 			continue

@@ -2,6 +2,7 @@ package importer_test
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -36,6 +37,18 @@ func TestImportRefusesInvalidFile(t *testing.T) {
 			edit:      func(f *importer.File) { f.Customers[0].Subscriptions[1].ProductCode = "NO-SUCH-PRODUCT" },
 			wantPaths: []string{"customers[0].subscriptions[1].product_code"},
 			wantText:  `unknown product "NO-SUCH-PRODUCT"`,
+		},
+		{
+			name:      "a customer with no subscription and no currency",
+			edit:      func(f *importer.File) { f.Customers[1].Subscriptions = nil },
+			wantPaths: []string{"customers[1].currency"},
+			wantText:  "needs its currency",
+		},
+		{
+			name:      "a customer whose currency is not its products'",
+			edit:      func(f *importer.File) { f.Customers[0].Currency = "EUR" },
+			wantPaths: []string{"customers[0].subscriptions[0].product_code", "customers[0].subscriptions[1].product_code"},
+			wantText:  "the customer pays in EUR",
 		},
 		{
 			name:      "duplicate customer id",
@@ -366,5 +379,30 @@ func TestInvalidFileErrorReportsDuplicateOfInvalidProduct(t *testing.T) {
 	wantPaths(t, invalidFile(t, err), "products[2].tiers[1].min_seats", "products[3].code")
 	if !take(t, pool, sfx).empty() {
 		t.Error("a refused file wrote rows")
+	}
+}
+
+// A product's currency cannot change once imported: subscriptions and open
+// quotes are priced in it. A customer with no subscription may be imported
+// with its currency given.
+func TestImportProductCurrencyIsFixedAndCustomersMayStartEmpty(t *testing.T) {
+	t.Parallel()
+	store, pool, ctx := setup(t)
+	sfx := newSuffix()
+	f := suffixed(t, sfx)
+	f.Customers[1].Subscriptions = nil
+	f.Customers[1].Currency = "USD"
+	rep := importOrFatal(t, store, f, clockA)
+	if rep.Customers.Created != 4 {
+		t.Fatalf("customers: %s, want 4 created", rep.Customers)
+	}
+	before := take(t, pool, sfx)
+	g := suffixed(t, sfx)
+	g.Customers = nil
+	g.Products[0].Currency = "EUR"
+	_, err := importBytes(ctx, store, encode(t, g), clockA)
+	wantPaths(t, invalidFile(t, err), "products[0].currency")
+	if after := take(t, pool, sfx); !reflect.DeepEqual(before, after) {
+		t.Fatal("the refused file changed rows")
 	}
 }
