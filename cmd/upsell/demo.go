@@ -14,6 +14,7 @@ import (
 
 	"github.com/upsell-dev/upsell/app"
 	"github.com/upsell-dev/upsell/domain"
+	"github.com/upsell-dev/upsell/eventstore"
 )
 
 // cmdDemo runs the seed story through the application layer, exactly as the
@@ -36,20 +37,31 @@ func cmdDemo(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	var actor domain.Actor
+	svc := app.New(pool)
+	// The demo acts as a user of the customer's own MSP.
+	stored, err := svc.Store().Load(ctx, *customerID, eventstore.LoadOptions{UpToVersion: 1})
+	if err != nil {
+		return err
+	}
+	history, err := app.DecodeEvents(stored)
+	if err != nil {
+		return err
+	}
+	onboarded, ok := firstOf[domain.CustomerOnboarded](history)
+	if !ok {
+		return fmt.Errorf("customer %q is not in the database: run `upsell import fixtures/import-example.json` first", *customerID)
+	}
+	actor := domain.Actor{MSPID: onboarded.MSPID}
 	var mspName string
 	err = pool.QueryRow(ctx, `
-		SELECT u.msp_id, m.name, u.id FROM msp_users u
-		JOIN msps m ON m.id = u.msp_id
-		JOIN events e ON e.stream_id = $1 AND e.version = 1 AND e.data->>'msp_id' = u.msp_id
-		WHERE $2 = '' OR u.id = $2 ORDER BY u.id LIMIT 1`, *customerID, *userID).Scan(&actor.MSPID, &mspName, &actor.UserID)
+		SELECT m.name, u.id FROM msps m JOIN msp_users u ON u.msp_id = m.id
+		WHERE m.id = $1 AND ($2 = '' OR u.id = $2) ORDER BY u.id LIMIT 1`, actor.MSPID, *userID).Scan(&mspName, &actor.UserID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("customer %q (or user %q of its MSP) is not in the database: run `upsell import fixtures/import-example.json` first", *customerID, *userID)
+		return fmt.Errorf("MSP %q of customer %q has no user %q", actor.MSPID, *customerID, *userID)
 	}
 	if err != nil {
 		return fmt.Errorf("find the demo's MSP user: %w", err)
 	}
-	svc := app.New(pool)
 	d := demo{svc: svc, out: c.stdout, meta: app.Meta{Actor: actor}, mspName: mspName}
 	return d.run(ctx, *customerID, *product)
 }
@@ -137,6 +149,15 @@ func (d *demo) run(ctx context.Context, customerID, product string) error {
 	fmt.Fprintf(d.out, "\n%s now pays %s %s a month (was %s); its stream is at version %d.\nQuote %s\n",
 		after.Name(), after.MonthlyTotal(), after.Currency(), customer.MonthlyTotal(), after.Version(), id)
 	return nil
+}
+
+func firstOf[E domain.Event](events []domain.Event) (E, bool) {
+	var zero E
+	if len(events) == 0 {
+		return zero, false
+	}
+	e, ok := events[0].(E)
+	return e, ok
 }
 
 func firstTerm(c *domain.Catalog, code string) string {

@@ -62,6 +62,10 @@ func TestCommandLineStory(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+	code, _, errOut = upsell(t, url, "demo", "--customer", "cust-nobody")
+	if code != 1 || !strings.Contains(errOut, `customer "cust-nobody" is not in the database`) {
+		t.Fatalf("demo on an unknown customer: code %d, %q", code, errOut)
+	}
 	// The story can be told again on the same data.
 	code, out, errOut = upsell(t, url, "demo")
 	if code != 0 || !strings.Contains(out, "raises it to 718") || !strings.Contains(out, "SubscriptionAmended") {

@@ -31,6 +31,11 @@ var (
 	mu    sync.Mutex
 	pools = map[string]*pgxpool.Pool{}
 	errs  = map[string]error{}
+	// locks keeps, per database, the connection that holds its advisory
+	// lock for as long as the test binary runs: a second `make test` on the
+	// same server (CI beside a developer) waits instead of dropping the
+	// database under the first.
+	locks = map[string]*pgx.Conn{}
 )
 
 var validName = regexp.MustCompile(`^[a-z0-9_]{1,40}$`)
@@ -79,7 +84,7 @@ func Pool(t testing.TB, name string) *pgxpool.Pool {
 }
 
 func create(name string) (*pgxpool.Pool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // may wait for another run
 	defer cancel()
 	admin, err := pgx.Connect(ctx, ServerURL())
 	if err != nil {
@@ -87,8 +92,12 @@ func create(name string) (*pgxpool.Pool, error) {
 			"run the tests with `make test`, which finds, starts or installs a server, "+
 			"or set DATABASE_URL", redact(ServerURL()), err)
 	}
-	defer admin.Close(context.WithoutCancel(ctx))
 	db := pgx.Identifier{"upsell_test_" + name}.Sanitize()
+	if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock(hashtext($1))", "upsell_test_"+name); err != nil {
+		admin.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("testdb: wait for other test runs on %s: %w", db, err)
+	}
+	locks[name] = admin // released when the process exits
 	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
 		return nil, fmt.Errorf("testdb: drop %s: %w", db, err)
 	}
