@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,20 +143,24 @@ func jsonProblem(data []byte, err error) Problem {
 		line, col := position(data, max(syn.Offset-1, 0)) // Offset is just past the bad byte
 		return Problem{Message: fmt.Sprintf("line %d, column %d: malformed JSON: %v", line, col, syn)}
 	case errors.As(err, &typ):
-		line, col := position(data, typ.Offset)
-		return Problem{Path: typ.Field, Message: fmt.Sprintf("line %d, column %d: expected %s, found a JSON %s", line, col, typ.Type, typ.Value)}
+		at := place{path: typ.Field, offset: typ.Offset}
+		if p, ok := valueAt(data, typ.Offset); ok {
+			at = p
+		}
+		line, col := position(data, at.offset)
+		return Problem{Path: at.path, Message: fmt.Sprintf("line %d, column %d: expected %s, found a JSON %s", line, col, typ.Type, typ.Value)}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return Problem{Message: "malformed JSON: the file ends before the top-level object does"}
 	}
 	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		// encoding/json gives no offset here: find the key in the text.
+		// encoding/json gives no place here: walk the file for it.
 		name, _ := strconv.Unquote(field)
-		at := regexp.MustCompile(regexp.QuoteMeta(field) + `\s*:`).FindIndex(data)
-		if at == nil {
+		p, found := unknownField(data)
+		if !found {
 			return Problem{Message: fmt.Sprintf("unknown field %q", name)}
 		}
-		line, col := position(data, int64(at[0]))
-		return Problem{Message: fmt.Sprintf("line %d, column %d: unknown field %q", line, col, name)}
+		line, col := position(data, p.offset)
+		return Problem{Path: p.path, Message: fmt.Sprintf("line %d, column %d: unknown field %q", line, col, name)}
 	}
 	return Problem{Message: err.Error()}
 }

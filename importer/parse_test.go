@@ -37,11 +37,13 @@ func TestParseNamesLineAndColumn(t *testing.T) {
 		{"trailing_object.json", "", []string{"line 4, column 1:", "unexpected data after the top-level object"}},
 		{"trailing_garbage.json", "", []string{"line 4, column 3:", "unexpected data after the top-level object"}},
 		{"truncated.json", "", []string{"malformed JSON", "ends before the top-level object does"}},
-		// "seats": "682" on line 6; encoding/json names the field by its
-		// path without indices.
-		{"wrong_type.json", "customers.subscriptions.seats", []string{"line 6, column ", "expected int, found a JSON string"}},
+		// "seats": "682" on line 6, named by its indexed path.
+		{"wrong_type.json", "customers[0].subscriptions[0].seats", []string{"line 6, column ", "expected int, found a JSON string"}},
 		// "colour" is on line 5, column 34.
-		{"unknown_field.json", "", []string{`unknown field "colour"`, "line 5, column 34"}},
+		{"unknown_field.json", "products[0].colour", []string{`unknown field "colour"`, "line 5, column 34"}},
+		// "api_key" is a field of users, not of customers: the walk names
+		// the customer's, not the first user's.
+		{"misplaced_field.json", "customers[0].api_key", []string{`unknown field "api_key"`, "line 11, column 5"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -113,7 +113,7 @@ func TestImportRefusesInvalidFile(t *testing.T) {
 			raw: func(t *testing.T, data []byte) []byte {
 				return replaceOnce(t, data, `"seats": 682,`, `"seats": "682",`)
 			},
-			wantPaths: []string{"customers.subscriptions.seats"},
+			wantPaths: []string{"customers[0].subscriptions[0].seats"},
 			wantText:  "expected int, found a JSON string",
 		},
 		{
@@ -121,7 +121,7 @@ func TestImportRefusesInvalidFile(t *testing.T) {
 			raw: func(t *testing.T, data []byte) []byte {
 				return replaceOnce(t, data, `"per_user": true,`, `"per_user": true, "colour": "red",`)
 			},
-			wantPaths: []string{""},
+			wantPaths: []string{"products[0].colour"},
 			wantText:  `unknown field "colour"`,
 		},
 		{
