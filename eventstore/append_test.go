@@ -365,8 +365,10 @@ func TestAppendConcurrentWriters(t *testing.T) {
 		failures []error
 	)
 	var wg sync.WaitGroup
+	start := make(chan struct{}) // all writers contest version 1 at once
 	for w := range writers {
 		wg.Go(func() {
+			<-start
 			var expected int64
 			for range attempts {
 				events, err := store.Append(ctx, eventstore.Append{StreamID: stream, StreamType: "customer", ExpectedVersion: expected,
@@ -392,8 +394,12 @@ func TestAppendConcurrentWriters(t *testing.T) {
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
 
+	if len(failures) == 0 {
+		t.Fatalf("%d writers released at once on one stream, no conflict: the race was not exercised", writers)
+	}
 	for _, err := range failures {
 		var conflict *eventstore.VersionConflictError
 		if !errors.Is(err, eventstore.ErrVersionConflict) || !errors.As(err, &conflict) {
