@@ -36,6 +36,9 @@ func (e *VersionConflictError) Error() string {
 		return fmt.Sprintf("eventstore: version conflict on stream %q at version %d: %v", e.StreamID, e.Actual, e.Err)
 	}
 	if e.Actual < 0 {
+		if e.Expected == AnyVersion {
+			return fmt.Sprintf("eventstore: version conflict on stream %q: another writer appended the same version first", e.StreamID)
+		}
 		return fmt.Sprintf("eventstore: version conflict on stream %q: not at expected version %d", e.StreamID, e.Expected)
 	}
 	return fmt.Sprintf("eventstore: version conflict on stream %q: expected version %d, stream is at %d", e.StreamID, e.Expected, e.Actual)
