@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -27,40 +26,7 @@ import (
 // freshDB creates an empty database of its own on the test server, dropped
 // when the test ends, and returns its URL. testdb.Pool cannot serve here:
 // its databases are migrated already.
-func freshDB(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, testdb.ServerURL())
-	if err != nil {
-		t.Fatalf("connect to the test server: %v", err)
-	}
-	defer admin.Close(context.WithoutCancel(ctx))
-	name := "upsell_test_migrations_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	db := pgx.Identifier{name}.Sanitize()
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-		t.Fatalf("create %s: %v", db, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		admin, err := pgx.Connect(ctx, testdb.ServerURL())
-		if err != nil {
-			t.Errorf("drop %s: %v", db, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", db, err)
-		}
-	})
-	u, err := url.Parse(testdb.ServerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
+func freshDB(t *testing.T) string { return testdb.Empty(t) }
 
 // newPool opens a pool on dbURL, closed when the test ends (before the
 // database is dropped: cleanups run last registered first).
