@@ -17,8 +17,7 @@ type Customer struct {
 	name     string
 	currency string
 	lines    []Line
-	version  int64
-	changes  []Event
+	stream
 }
 
 // OnboardCustomer validates a new customer with its current subscription and
@@ -91,17 +90,6 @@ func (c *Customer) Currency() string { return c.currency }
 // Lines returns a copy of the current subscription.
 func (c *Customer) Lines() []Line { return slices.Clone(c.lines) }
 
-// Version is the version of the customer's stream including recorded,
-// not yet stored, events.
-func (c *Customer) Version() int64 { return c.version }
-
-// ExpectedVersion is the version the stream had when loaded: the one to
-// append at.
-func (c *Customer) ExpectedVersion() int64 { return c.version - int64(len(c.changes)) }
-
-// Changes returns the events recorded since the customer was loaded.
-func (c *Customer) Changes() []Event { return slices.Clone(c.changes) }
-
 // TotalUsers is the largest seat count among the per-user lines.
 func (c *Customer) TotalUsers() int {
 	return totalUsers(c.lines, func(l Line) (bool, int) { return l.PerUser, l.Seats })
@@ -128,12 +116,7 @@ func (c *Customer) amend(quoteID uuid.UUID, order OrderSubmitted) {
 	})
 }
 
-func (c *Customer) record(e Event) {
-	if err := c.apply(e); err != nil {
-		panic(fmt.Sprintf("customer: recording %s: %v", e.EventType(), err)) // a bug in this package
-	}
-	c.changes = append(c.changes, e)
-}
+func (c *Customer) record(e Event) { c.stream.record(e, c.apply) }
 
 func (c *Customer) apply(e Event) error {
 	switch e := e.(type) {

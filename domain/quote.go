@@ -52,8 +52,7 @@ type ChangeQuote struct {
 	review    *OrderReviewed
 	acks      *AcknowledgementsGiven
 	submitted *OrderSubmitted
-	version   int64
-	changes   []Event
+	stream
 }
 
 // OpenChangeQuote opens a quote on the customer's current subscription.
@@ -98,17 +97,6 @@ func (q *ChangeQuote) MSPID() string          { return q.opened.MSPID }
 func (q *ChangeQuote) Currency() string       { return q.opened.Currency }
 func (q *ChangeQuote) Status() Status         { return q.status }
 func (q *ChangeQuote) BaselineVersion() int64 { return q.opened.BaselineVersion }
-
-// Version is the version of the quote's stream including recorded, not yet
-// stored, events.
-func (q *ChangeQuote) Version() int64 { return q.version }
-
-// ExpectedVersion is the version the stream had when loaded: the one to
-// append at.
-func (q *ChangeQuote) ExpectedVersion() int64 { return q.version - int64(len(q.changes)) }
-
-// Changes returns the events recorded since the quote was loaded.
-func (q *ChangeQuote) Changes() []Event { return slices.Clone(q.changes) }
 
 // AddProduct adds a catalog product on a term with a number of seats. A
 // product already on the subscription has its seats changed instead, and a
@@ -343,12 +331,7 @@ func (q *ChangeQuote) addedIndex(code string) int {
 	return slices.IndexFunc(q.added, func(l Line) bool { return l.ProductCode == code })
 }
 
-func (q *ChangeQuote) record(e Event) {
-	if err := q.apply(e); err != nil {
-		panic(fmt.Sprintf("change quote: recording %s: %v", e.EventType(), err)) // a bug in this package
-	}
-	q.changes = append(q.changes, e)
-}
+func (q *ChangeQuote) record(e Event) { q.stream.record(e, q.apply) }
 
 // apply changes state by one event. Events are facts: apply never refuses
 // one that a command could have recorded.
