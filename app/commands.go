@@ -23,7 +23,8 @@ func (s *Service) OpenChangeQuote(ctx context.Context, m Meta, customerID string
 	if err != nil {
 		return Result{}, err
 	}
-	events, err := s.append(ctx, m, []pending{{id.String(), domain.StreamChangeQuote, q}})
+	events, err := s.append(ctx, m, []pending{{id.String(), domain.StreamChangeQuote, q}},
+		Result{QuoteID: id, Version: q.Version(), Quote: q})
 	if err != nil {
 		return Result{}, err
 	}

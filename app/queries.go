@@ -64,6 +64,26 @@ func (s *Service) history(ctx context.Context, streamID, streamType string, opts
 	return DecodeEvents(stored)
 }
 
+// QuoteHistory returns the stored events of one of the actor's quotes, in
+// stream order, up to a version or a time: what an auditor reads.
+func (s *Service) QuoteHistory(ctx context.Context, actor domain.Actor, quoteID uuid.UUID, opts eventstore.LoadOptions) ([]eventstore.Event, error) {
+	stored, err := s.store.Load(ctx, quoteID.String(), opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(stored) == 0 || stored[0].StreamType != domain.StreamChangeQuote {
+		return nil, notFound("change quote %q not found", quoteID)
+	}
+	history, err := DecodeEvents(stored[:1])
+	if err != nil {
+		return nil, err
+	}
+	if opened, ok := history[0].(domain.ChangeQuoteOpened); !ok || opened.MSPID != actor.MSPID {
+		return nil, notFound("change quote %q not found", quoteID)
+	}
+	return stored, nil
+}
+
 // DecodeEvents turns stored events into domain events.
 func DecodeEvents(stored []eventstore.Event) ([]domain.Event, error) {
 	out := make([]domain.Event, len(stored))

@@ -80,6 +80,11 @@ type Meta struct {
 	// ExpectedVersion, when set, is the quote version the caller saw
 	// (If-Match): a quote at another version gives ErrPreconditionFailed.
 	ExpectedVersion *int64
+	// InTx, when set, runs inside the transaction that appends the
+	// command's events, after the TxHooks, with the command's result: the
+	// HTTP layer stores its idempotent response there. It does not run when
+	// the command appends nothing.
+	InTx func(ctx context.Context, tx pgx.Tx, r Result) error
 }
 
 // Result is the outcome of a command on a quote.
@@ -122,7 +127,7 @@ func (s *Service) runQuote(ctx context.Context, m Meta, quoteID uuid.UUID,
 			return Result{}, err
 		}
 		streams := append([]pending{{quoteID.String(), domain.StreamChangeQuote, q}}, also...)
-		events, err := s.append(ctx, m, streams)
+		events, err := s.append(ctx, m, streams, Result{QuoteID: quoteID, Version: q.Version(), Quote: q})
 		if errors.Is(err, eventstore.ErrVersionConflict) {
 			if attempt == s.maxRetries {
 				return Result{}, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err)
@@ -143,7 +148,7 @@ func (s *Service) runQuote(ctx context.Context, m Meta, quoteID uuid.UUID,
 
 // append stores the aggregates' new events, all or none, each stream at the
 // version it was loaded at, with the command's metadata.
-func (s *Service) append(ctx context.Context, m Meta, streams []pending) ([]eventstore.Event, error) {
+func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Result) ([]eventstore.Event, error) {
 	commandID := s.newID().String()
 	md := eventstore.Metadata{
 		MSPID: m.Actor.MSPID, UserID: m.Actor.UserID,
@@ -174,7 +179,7 @@ func (s *Service) append(ctx context.Context, m Meta, streams []pending) ([]even
 	if len(appends) == 0 {
 		return nil, nil
 	}
-	if len(s.hooks) == 0 {
+	if len(s.hooks) == 0 && m.InTx == nil {
 		return s.store.Append(ctx, appends...)
 	}
 	var stored []eventstore.Event
@@ -187,6 +192,10 @@ func (s *Service) append(ctx context.Context, m Meta, streams []pending) ([]even
 			if err := h(ctx, tx, stored); err != nil {
 				return err
 			}
+		}
+		if m.InTx != nil {
+			res.Events = stored
+			return m.InTx(ctx, tx, res)
 		}
 		return nil
 	})

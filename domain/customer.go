@@ -90,6 +90,16 @@ func (c *Customer) Currency() string { return c.currency }
 // Lines returns a copy of the current subscription.
 func (c *Customer) Lines() []Line { return slices.Clone(c.lines) }
 
+// PricedLines is the subscription with each line's monthly payment, as
+// the customer detail shows it.
+func (c *Customer) PricedLines() []PricedLine {
+	out := make([]PricedLine, len(c.lines))
+	for i, l := range c.lines {
+		out[i] = priced(l, c.currency)
+	}
+	return out
+}
+
 // TotalUsers is the largest seat count among the per-user lines.
 func (c *Customer) TotalUsers() int {
 	return totalUsers(c.lines, func(l Line) (bool, int) { return l.PerUser, l.Seats })

@@ -41,6 +41,20 @@ func (s Status) Closed() bool { return s == StatusSubmitted || s == StatusCancel
 // MarshalJSON writes the status word.
 func (s Status) MarshalJSON() ([]byte, error) { return json.Marshal(s.s) }
 
+// UnmarshalJSON reads a status word; an unknown word is an error.
+func (s *Status) UnmarshalJSON(b []byte) error {
+	var word string
+	if err := json.Unmarshal(b, &word); err != nil {
+		return err
+	}
+	st, err := ParseStatus(word)
+	if err != nil {
+		return err
+	}
+	*s = st
+	return nil
+}
+
 // ChangeQuote is an MSP's proposal to change a customer's subscription: it
 // starts from a baseline (the subscription as it was when opened), adds
 // products and raises seat counts, is reviewed, acknowledged and submitted.

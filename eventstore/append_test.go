@@ -273,7 +273,7 @@ func TestAppendTx(t *testing.T) {
 	t.Parallel()
 	store, ctx := setup(t)
 	pool := store.Pool()
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS idempotency_keys (key text PRIMARY KEY, stream_id text NOT NULL)`); err != nil {
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS append_tx_side_rows (key text PRIMARY KEY, stream_id text NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
 
@@ -302,7 +302,7 @@ func TestAppendTx(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (key, stream_id) VALUES ($1, $2)`, key, stream); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO append_tx_side_rows (key, stream_id) VALUES ($1, $2)`, key, stream); err != nil {
 			t.Fatal(err)
 		}
 		events, err := store.AppendTx(ctx, tx,
@@ -323,7 +323,7 @@ func TestAppendTx(t *testing.T) {
 		wantVersion(t, store, stream, 1)
 		wantVersion(t, store, stream+"-audit", 1)
 		var got string
-		if err := pool.QueryRow(ctx, `SELECT stream_id FROM idempotency_keys WHERE key = $1`, key).Scan(&got); err != nil || got != stream {
+		if err := pool.QueryRow(ctx, `SELECT stream_id FROM append_tx_side_rows WHERE key = $1`, key).Scan(&got); err != nil || got != stream {
 			t.Errorf("idempotency key: %q, %v", got, err)
 		}
 	})

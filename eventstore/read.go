@@ -127,12 +127,23 @@ func ParseCursor(s string) (Cursor, error) {
 // a transaction still open, and of every transaction after it, wait until it
 // ends.
 func (s *Store) ReadLog(ctx context.Context, after Cursor, limit int) ([]Event, Cursor, error) {
+	return ReadLogTx(ctx, s.pool, after, limit)
+}
+
+// ReadLogTx is ReadLog on a given connection or transaction, for a reader
+// that writes its checkpoint on the connection that holds its lock.
+func ReadLogTx(ctx context.Context, db DBTX, after Cursor, limit int) ([]Event, Cursor, error) {
+	return readLog(ctx, db, after, limit, `AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())`)
+}
+
+// readLog reads events after the cursor in log order, with an extra
+// condition.
+func readLog(ctx context.Context, db DBTX, after Cursor, limit int, cond string) ([]Event, Cursor, error) {
 	if limit <= 0 {
 		return nil, after, fmt.Errorf("eventstore: read log: limit %d is not positive", limit)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
-WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
-    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+	rows, err := db.Query(ctx, `SELECT `+eventColumns+` FROM events
+WHERE (transaction_id, position) > ($1::xid8, $2::bigint) `+cond+`
 ORDER BY transaction_id, position
 LIMIT $3`, after.TransactionID, after.Position, limit)
 	if err != nil {
@@ -161,4 +172,19 @@ LIMIT 1`).Scan(&c.TransactionID, &c.Position)
 		return Cursor{}, fmt.Errorf("eventstore: read log head: %w", err)
 	}
 	return c, nil
+}
+
+// ReadCommittedTx returns up to limit events after the cursor in log order
+// that are committed and visible to db now, including those behind
+// transactions still open, which ReadLog holds back. Only a reader that has
+// locked out every writer it cares about may use it: a rebuild swapping in
+// a read model while holding the live table's lock, say. Anyone else would
+// skip the events that commit later behind its cursor.
+func ReadCommittedTx(ctx context.Context, db DBTX, after Cursor, limit int) ([]Event, Cursor, error) {
+	return readLog(ctx, db, after, limit, "")
+}
+
+// Less reports whether c is before d in the log.
+func (c Cursor) Less(d Cursor) bool {
+	return c.TransactionID < d.TransactionID || c.TransactionID == d.TransactionID && c.Position < d.Position
 }
