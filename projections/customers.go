@@ -1,0 +1,56 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/upsell-dev/upsell/domain"
+	"github.com/upsell-dev/upsell/eventstore"
+)
+
+// Customers projects each customer's current subscription into
+// customer_views, for the customer list and the customer detail. It runs
+// asynchronously (see Runner).
+type Customers struct{}
+
+func (Customers) Name() string  { return "customers" }
+func (Customers) Table() string { return "customer_views" }
+func (Customers) Async() bool   { return true }
+
+func (Customers) Apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, events []eventstore.Event) error {
+	b := &pgx.Batch{}
+	// initial: the first character upper-cased when it is A to Z, else '#'
+	sql := `INSERT INTO ` + table.Sanitize() + ` AS v
+    (customer_id, msp_id, name, sort_name, initial, currency, total_users, monthly_total, version, lines)
+VALUES ($1, $2, $3, lower($3),
+    CASE WHEN upper(left($3, 1)) COLLATE "C" BETWEEN 'A' AND 'Z' THEN upper(left($3, 1)) ELSE '#' END,
+    $4, $5, $6, $7, $8)
+ON CONFLICT (customer_id) DO UPDATE SET
+    msp_id = EXCLUDED.msp_id, name = EXCLUDED.name, sort_name = EXCLUDED.sort_name,
+    initial = EXCLUDED.initial, currency = EXCLUDED.currency, total_users = EXCLUDED.total_users,
+    monthly_total = EXCLUDED.monthly_total, version = EXCLUDED.version, lines = EXCLUDED.lines
+WHERE v.version < EXCLUDED.version`
+	for _, s := range byStream(events, domain.StreamCustomer) {
+		history, err := s.history(ctx, tx)
+		if err != nil {
+			return fmt.Errorf("project customer: %w", err)
+		}
+		c, err := domain.LoadCustomer(history)
+		if err != nil {
+			return fmt.Errorf("project customer %s: %w", s.id, err)
+		}
+		linesJSON, err := json.Marshal(c.PricedLines())
+		if err != nil {
+			return fmt.Errorf("project customer %s: %w", s.id, err)
+		}
+		b.Queue(sql, c.ID(), c.MSPID(), c.Name(), c.Currency(), c.TotalUsers(), c.MonthlyTotal().String(),
+			c.Version(), linesJSON)
+	}
+	if err := upsertAll(ctx, tx, b); err != nil {
+		return fmt.Errorf("project customers into %s: %w", table.Sanitize(), err)
+	}
+	return nil
+}

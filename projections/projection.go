@@ -1,0 +1,104 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/upsell-dev/upsell/domain"
+	"github.com/upsell-dev/upsell/eventstore"
+)
+
+// Projection turns events into the rows of one read-model table.
+type Projection interface {
+	// Name is how operators name it (upsell rebuild NAME) and the key of
+	// its checkpoint and lock.
+	Name() string
+	// Table is the live table it writes.
+	Table() string
+	// Async reports whether a Runner keeps the table current (true) or the
+	// append transaction does (false).
+	Async() bool
+	// Apply writes the rows that the events lead to into table (the live
+	// one, or one being rebuilt beside it), inside tx. Events of streams
+	// the projection does not follow are ignored. Applying events already
+	// applied leaves the rows as they are.
+	Apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, events []eventstore.Event) error
+}
+
+// All is every projection, in the order rebuild runs them.
+func All() []Projection { return []Projection{Quotes{}, Customers{}} }
+
+// ByName finds a projection; the error lists the known names.
+func ByName(name string) (Projection, error) {
+	var names []string
+	for _, p := range All() {
+		if p.Name() == name {
+			return p, nil
+		}
+		names = append(names, p.Name())
+	}
+	return nil, fmt.Errorf("unknown projection %q: known are %v", name, names)
+}
+
+// streamEvents is the events of one stream within a batch, in version order.
+type streamEvents struct {
+	id     string
+	events []eventstore.Event
+}
+
+// byStream groups the events of streams of one type, in the order each
+// stream first appears.
+func byStream(events []eventstore.Event, streamType string) []*streamEvents {
+	var out []*streamEvents
+	index := map[string]*streamEvents{}
+	for _, e := range events {
+		if e.StreamType != streamType {
+			continue
+		}
+		s, ok := index[e.StreamID]
+		if !ok {
+			s = &streamEvents{id: e.StreamID}
+			index[e.StreamID] = s
+			out = append(out, s)
+		}
+		s.events = append(s.events, e)
+	}
+	return out
+}
+
+// history returns the stream's events from version 1 up to the last one in
+// the batch, decoded: from the batch alone when it starts the stream, else
+// read in tx (which sees the events it appended itself).
+func (s *streamEvents) history(ctx context.Context, tx pgx.Tx) ([]domain.Event, error) {
+	stored := s.events
+	last := stored[len(stored)-1]
+	if stored[0].Version != 1 {
+		var err error
+		stored, err = eventstore.LoadTx(ctx, tx, s.id, eventstore.LoadOptions{UpToVersion: last.Version})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if int64(len(stored)) != last.Version {
+		return nil, fmt.Errorf("stream %s: %d events up to version %d", s.id, len(stored), last.Version)
+	}
+	out := make([]domain.Event, len(stored))
+	for i, e := range stored {
+		d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Data)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s version %d: %w", e.StreamID, e.Version, err)
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+// upsertAll runs one version-guarded upsert per stream in one round trip.
+func upsertAll(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, b).Close()
+}

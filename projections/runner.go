@@ -1,0 +1,215 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/upsell-dev/upsell/eventstore"
+)
+
+// Runner keeps one projection's live table current from the log. Start one
+// per projection on every instance: one leads, the others wait to take over.
+type Runner struct {
+	pool *pgxpool.Pool
+	proj Projection
+	log  *slog.Logger
+	// BatchSize is how many events one transaction applies (default 500).
+	BatchSize int
+	// Poll is how long the leader waits when the log has nothing new, and
+	// how often a standby tries to lead (default 100 ms).
+	Poll time.Duration
+	// OnBatch, when set, is told how many events each committed batch
+	// applied (for metrics).
+	OnBatch func(n int)
+}
+
+// NewRunner returns a Runner of proj on pool.
+func NewRunner(pool *pgxpool.Pool, proj Projection, log *slog.Logger) *Runner {
+	return &Runner{pool: pool, proj: proj, log: log.With("projection", proj.Name()), BatchSize: 500, Poll: 100 * time.Millisecond}
+}
+
+// Run follows the log until ctx ends; it returns nil then. Failures (a lost
+// connection, a database restart) are logged and retried.
+func (r *Runner) Run(ctx context.Context) error {
+	for {
+		err := r.lead(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Error("projector stopped; starting again", "err", err)
+		if sleep(ctx, time.Second) != nil {
+			return nil
+		}
+	}
+}
+
+// lockKey is the session advisory lock key that one leader holds.
+func lockKey(name string) string { return "upsell.projection." + name }
+
+// lead takes a connection out of the pool (so that its session lock never
+// goes back to the pool with it), waits until it holds the projection's
+// lock, then applies batches on that connection until ctx ends or the
+// connection fails, which also releases the lock for a standby.
+func (r *Runner) lead(ctx context.Context) error {
+	pc, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	conn := pc.Hijack()
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
+	for waited := false; ; waited = true {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, lockKey(r.proj.Name())).Scan(&got); err != nil {
+			return fmt.Errorf("take the projector lock: %w", err)
+		}
+		if got {
+			if waited {
+				r.log.Info("projector took over")
+			}
+			break
+		}
+		if !waited {
+			r.log.Info("projector standing by: another instance leads")
+		}
+		if err := sleep(ctx, r.Poll); err != nil {
+			return err
+		}
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, r.proj.Name()); err != nil {
+		return fmt.Errorf("create the checkpoint: %w", err)
+	}
+	for {
+		n, err := r.step(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if n < r.BatchSize {
+			if err := sleep(ctx, r.Poll); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// step applies the next batch and moves the checkpoint, in one transaction.
+func (r *Runner) step(ctx context.Context, conn *pgx.Conn) (int, error) {
+	n := 0
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// FOR UPDATE: a rebuild that swaps the table moves the checkpoint
+		// under this row's lock, so a batch never straddles a swap.
+		at, err := checkpointTx(ctx, tx, r.proj.Name(), true)
+		if err != nil {
+			return err
+		}
+		events, next, err := eventstore.ReadLogTx(ctx, tx, at, r.BatchSize)
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		if err := r.proj.Apply(ctx, tx, pgx.Identifier{r.proj.Table()}, events); err != nil {
+			return err
+		}
+		n = len(events)
+		return setCheckpoint(ctx, tx, r.proj.Name(), next)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 && r.OnBatch != nil {
+		r.OnBatch(n)
+	}
+	return n, nil
+}
+
+func checkpointTx(ctx context.Context, db eventstore.DBTX, name string, forUpdate bool) (eventstore.Cursor, error) {
+	sql := `SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
+	var c eventstore.Cursor
+	err := db.QueryRow(ctx, sql, name).Scan(&c.TransactionID, &c.Position)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Cursor{}, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read the checkpoint of %s: %w", name, err)
+	}
+	return c, nil
+}
+
+func setCheckpoint(ctx context.Context, db eventstore.DBTX, name string, c eventstore.Cursor) error {
+	_, err := db.Exec(ctx, `INSERT INTO projection_checkpoints (name, transaction_id, position, updated_at)
+VALUES ($1, $2::xid8, $3, now())
+ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id,
+    position = EXCLUDED.position, updated_at = EXCLUDED.updated_at`, name, c.TransactionID, c.Position)
+	if err != nil {
+		return fmt.Errorf("move the checkpoint of %s to %s: %w", name, c, err)
+	}
+	return nil
+}
+
+// Checkpoint returns where an asynchronous projection is in the log.
+func Checkpoint(ctx context.Context, db eventstore.DBTX, name string) (eventstore.Cursor, error) {
+	return checkpointTx(ctx, db, name, false)
+}
+
+// WaitFor waits until the named projection has applied the event at c, or
+// ctx ends.
+func WaitFor(ctx context.Context, db eventstore.DBTX, name string, c eventstore.Cursor) error {
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		at, err := Checkpoint(ctx, db, name)
+		if err != nil {
+			return err
+		}
+		if !at.Less(c) {
+			return nil
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return fmt.Errorf("projection %s is at %s, not yet at %s: %w", name, at, c, err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// LagReport is how far a projection is behind the log.
+type LagReport struct {
+	Events int64         // events not applied yet (counted up to a million)
+	Age    time.Duration // age of the oldest of them; 0 when current
+}
+
+// Lag measures how far the named asynchronous projection is behind.
+func Lag(ctx context.Context, db eventstore.DBTX, name string) (LagReport, error) {
+	at, err := Checkpoint(ctx, db, name)
+	if err != nil {
+		return LagReport{}, err
+	}
+	var r LagReport
+	var ageSeconds float64
+	err = db.QueryRow(ctx, `SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(recorded_at)), 0)::float8
+FROM (SELECT recorded_at FROM events WHERE (transaction_id, position) > ($1::xid8, $2::bigint) LIMIT 1000000) behind`,
+		at.TransactionID, at.Position).Scan(&r.Events, &ageSeconds)
+	if err != nil {
+		return r, fmt.Errorf("measure the lag of %s: %w", name, err)
+	}
+	r.Age = time.Duration(ageSeconds * float64(time.Second))
+	return r, nil
+}
