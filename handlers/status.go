@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -39,10 +40,17 @@ var statusOfCode = map[domain.Code]int{
 // caller logs the cause and shows the client nothing of it.
 func StatusFor(err error) (status int, code string) {
 	var de *domain.Error
+	var re *RequestError
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return http.StatusOK, ""
+	case errors.As(err, &re):
+		return re.Status, re.Code
+	case errors.Is(err, errStateOnRead) && errors.As(err, &de):
+		// A read the quote's state does not allow yet (the summary before
+		// a review) is a conflict with that state, not a refused request.
+		return http.StatusConflict, de.Code.String()
 	case errors.Is(err, catalog.ErrCorrupt):
 		return http.StatusInternalServerError, "internal" // the data is at fault, not the request
 	case errors.As(err, &de):
@@ -60,6 +68,32 @@ func StatusFor(err error) (status int, code string) {
 	}
 	return http.StatusInternalServerError, "internal"
 }
+
+// RequestError is a request the API refuses before any business rule sees
+// it: malformed JSON, an unknown field, a bad parameter, no identity, a
+// reused idempotency key.
+type RequestError struct {
+	Status int
+	Code   string
+	// Field names the input at fault, when there is one.
+	Field  string
+	Detail string
+}
+
+func (e *RequestError) Error() string {
+	if e.Field != "" {
+		return e.Field + ": " + e.Detail
+	}
+	return e.Detail
+}
+
+func badRequest(code, field, format string, args ...any) *RequestError {
+	return &RequestError{Status: http.StatusBadRequest, Code: code, Field: field, Detail: fmt.Sprintf(format, args...)}
+}
+
+// errStateOnRead marks a domain refusal met by a read (GET) rather than a
+// command: see StatusFor.
+var errStateOnRead = errors.New("not readable in the quote's current state")
 
 // isUnavailable reports the SQLSTATE classes that mean the database cannot
 // serve right now (connection exceptions, shutdown, too many connections).

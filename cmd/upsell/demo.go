@@ -37,7 +37,7 @@ func cmdDemo(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc := app.New(pool)
+	svc := newService(pool)
 	// The demo acts as a user of the customer's own MSP.
 	stored, err := svc.Store().Load(ctx, *customerID, eventstore.LoadOptions{UpToVersion: 1})
 	if err != nil {

@@ -24,6 +24,11 @@ Usage:
   upsell migrate            apply the database migrations
   upsell import FILE.json   load MSPs, users, the catalog and customers
   upsell demo               run the seed story (Contoso Ltd, 682 -> 700 seats)
+  upsell serve [--addr HOST:PORT]
+                            serve the HTTP API (default 127.0.0.1:8080) and run
+                            the projectors
+  upsell rebuild [NAME]     rebuild read models from the events (all, or one of:
+                            quotes, customers) without stopping the API
 
 Environment:
   DATABASE_URL   PostgreSQL connection URL (required), e.g.
@@ -54,6 +59,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		"migrate": cmdMigrate,
 		"import":  cmdImport,
 		"demo":    cmdDemo,
+		"serve":   cmdServe,
+		"rebuild": cmdRebuild,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

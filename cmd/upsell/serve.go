@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/upsell-dev/upsell/app"
+	"github.com/upsell-dev/upsell/handlers"
+	"github.com/upsell-dev/upsell/migrations"
+	"github.com/upsell-dev/upsell/projections"
+)
+
+// newService is the application layer as every command of this binary uses
+// it: quote read models are written in the append transaction.
+func newService(pool *pgxpool.Pool, opts ...app.Option) *app.Service {
+	return app.New(pool, append([]app.Option{app.WithTxHook(projections.Inline)}, opts...)...)
+}
+
+// shutdownGrace bounds how long requests in flight may take to finish.
+const shutdownGrace = 20 * time.Second
+
+func cmdServe(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("serve")
+	addr := fs.String("addr", "127.0.0.1:8080", "`host:port` to listen on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"serve takes no arguments"}
+	}
+	pool, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	if pending, err := migrations.Pending(ctx, pool); err != nil {
+		return err
+	} else if len(pending) > 0 {
+		return fmt.Errorf("the database schema is not current (pending: %s): run `upsell migrate` first", strings.Join(pending, ", "))
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	metrics := handlers.NewMetrics(pool)
+	api := handlers.New(handlers.Config{
+		Pool: pool, App: newService(pool), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
+		Ready: func(ctx context.Context) error { return ready(ctx, pool) },
+	})
+	srv := &http.Server{
+		Handler: api, ErrorLog: nil,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute,
+	}
+
+	// The projectors run until the server has finished its last request.
+	projCtx, stopProjectors := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProjectors()
+	var wg sync.WaitGroup
+	for _, p := range projections.All() {
+		if !p.Async() {
+			continue
+		}
+		runner := projections.NewRunner(pool, p, c.log)
+		counter := metrics.ProjectedEvents.WithLabelValues(p.Name())
+		runner.OnBatch = func(n int) { counter.Add(float64(n)) }
+		wg.Go(func() { _ = runner.Run(projCtx) })
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	c.log.Info("serving", "addr", "http://"+ln.Addr().String())
+	fmt.Fprintf(c.stdout, "upsell: serving the API on http://%s (Ctrl-C to stop)\n", ln.Addr())
+
+	select {
+	case err = <-served: // the listener failed
+	case <-ctx.Done():
+		c.log.Info("shutting down: finishing requests in flight")
+		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		err = srv.Shutdown(shutCtx)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("shut down: %w", err)
+		}
+	}
+	stopProjectors()
+	wg.Wait()
+	c.log.Info("stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// ready is /readyz: the database answers and its schema is current.
+func ready(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("the database does not answer: %w", err)
+	}
+	pending, err := migrations.Pending(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("migrations pending: %s", strings.Join(pending, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 64 << 10
+
+// readBody reads the whole body, refusing more than MaxBody bytes and a
+// body that says it is not JSON.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, &RequestError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+			Detail: fmt.Sprintf("the body is larger than %d bytes", MaxBody)}
+	}
+	if err != nil {
+		return nil, badRequest("malformed_json", "", "reading the body failed: %v", err)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && len(bytes.TrimSpace(body)) > 0 {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, &RequestError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+				Detail: fmt.Sprintf("the body must be JSON (Content-Type: application/json), not %q", ct)}
+		}
+	}
+	return body, nil
+}
+
+// decodeStrict reads one JSON object into dst, refusing unknown fields,
+// wrong types and anything after the object. An empty body is an empty
+// object.
+func decodeStrict(body []byte, dst any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil {
+		if _, more := dec.Token(); more != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &typeErr):
+		return badRequest("invalid_field", typeErr.Field, "must be a JSON %s, not %s", typeErr.Type.Kind(), typeErr.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return badRequest("unknown_field", field, "unknown field %q", field)
+	case errors.As(err, &syntaxErr):
+		return badRequest("malformed_json", "", "the body is not valid JSON: %v (at byte %d)", err, syntaxErr.Offset)
+	default:
+		return badRequest("malformed_json", "", "the body is not a valid JSON object: %v", err)
+	}
+}
+
+// required refuses a missing field.
+func required(field string, present bool) error {
+	if !present {
+		return badRequest("missing_field", field, "%s is required", field)
+	}
+	return nil
+}

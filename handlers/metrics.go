@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/upsell-dev/upsell/projections"
+)
+
+// Metrics is what /metrics exposes, in its own registry so that several
+// servers (in tests) never collide.
+type Metrics struct {
+	Registry       *prometheus.Registry
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	eventsAppended *prometheus.CounterVec
+	// ProjectedEvents counts the events each asynchronous projector
+	// applied; give Runner.OnBatch its Add.
+	ProjectedEvents *prometheus.CounterVec
+}
+
+// NewMetrics registers the service's metrics. With a pool it also reports
+// each asynchronous projection's lag, read from the database at scrape
+// time.
+func NewMetrics(pool *pgxpool.Pool) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "upsell_http_requests_total", Help: "HTTP requests answered, by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "upsell_http_request_duration_seconds", Help: "Time to answer HTTP requests, by route and method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method"}),
+		eventsAppended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "upsell_events_appended_total", Help: "Events appended by commands of this instance, by event type.",
+		}, []string{"type"}),
+		ProjectedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "upsell_projection_events_total", Help: "Events applied by this instance's asynchronous projectors.",
+		}, []string{"projection"}),
+	}
+	m.Registry.MustRegister(m.requests, m.latency, m.eventsAppended, m.ProjectedEvents,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if pool != nil {
+		m.Registry.MustRegister(&lagCollector{pool: pool})
+	}
+	return m
+}
+
+func (m *Metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+func (m *Metrics) observeRequest(method, route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// lagCollector reports how far each asynchronous projection is behind the
+// log: events not yet applied (counted up to a cap, so a scrape stays
+// cheap) and the age of the oldest of them.
+type lagCollector struct{ pool *pgxpool.Pool }
+
+var (
+	lagEventsDesc = prometheus.NewDesc("upsell_projection_lag_events",
+		"Events in the log that the projection has not applied yet (at most 1,000,000 are counted).", []string{"projection"}, nil)
+	lagSecondsDesc = prometheus.NewDesc("upsell_projection_lag_seconds",
+		"Age of the oldest event the projection has not applied yet; 0 when it is current.", []string{"projection"}, nil)
+)
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lagEventsDesc
+	ch <- lagSecondsDesc
+}
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, p := range projections.All() {
+		if !p.Async() {
+			continue
+		}
+		lag, err := projections.Lag(ctx, c.pool, p.Name())
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(lagEventsDesc, err)
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(lagEventsDesc, prometheus.GaugeValue, float64(lag.Events), p.Name())
+		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, lag.Age.Seconds(), p.Name())
+	}
+}
