@@ -4,10 +4,13 @@
 
 ARGS ?=
 
-.PHONY: run test build lint bench pg-url pg-stop clean
+.PHONY: run demo test build lint bench pg-url pg-stop clean
 
 run:
 	bash scripts/run.sh
+
+demo:
+	UPSELL_DEMO=1 bash scripts/run.sh
 
 test:
 	bash scripts/test.sh $(ARGS)

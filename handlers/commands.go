@@ -155,6 +155,9 @@ func (s *Server) afterAppend(ctx context.Context, events []eventstore.Event) {
 	if last == nil {
 		return
 	}
+	if s.WakeProjectors != nil {
+		s.WakeProjectors()
+	}
 	waitCtx, cancel := context.WithTimeout(ctx, s.ReadYourWrites)
 	defer cancel()
 	at := eventstore.Cursor{TransactionID: last.TransactionID, Position: last.Position}

@@ -29,6 +29,9 @@ type Config struct {
 	// ReadYourWrites bounds how long a command that changed a customer
 	// waits for the customers projection to show it (default 5 s).
 	ReadYourWrites time.Duration
+	// WakeProjectors, when set, is called after a command appended events
+	// that an asynchronous projection follows (Runner.Wake).
+	WakeProjectors func()
 }
 
 // Server is the HTTP API.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # run.sh: what `make run` runs: find/start PostgreSQL, make sure the service
 # database `upsell` exists, build bin/upsell, then migrate, import the demo
-# fixture and run the demo.
+# fixture and serve the API until Ctrl-C.
 #
 #   UPSELL_FIXTURE=path   the file to import (default fixtures/import-example.json)
+#   UPSELL_ADDR=host:port where to serve (default 127.0.0.1:8080)
+#   UPSELL_DEMO=1         run the seed story (upsell demo) instead of serving
 set -euo pipefail
 
 # Resolve a relative UPSELL_FIXTURE against the caller's directory, before cd.
@@ -41,5 +43,20 @@ step "upsell migrate"
 bin/upsell migrate
 step "upsell import $fixture"
 bin/upsell import "$fixture"
-step "upsell demo"
-bin/upsell demo
+if [ "${UPSELL_DEMO:-}" = 1 ]; then
+	step "upsell demo"
+	exec bin/upsell demo
+fi
+
+addr="${UPSELL_ADDR:-127.0.0.1:8080}"
+key="$(grep -o '"api_key" *: *"[^"]*"' "$fixture" | head -n 1 | sed 's/.*: *"\(.*\)"/\1/')"
+cat <<EOT
+
+Demo API key (the fixture's first user): ${key:-see $fixture}
+Try:
+  curl -s -H 'Authorization: Bearer ${key}' 'http://$addr/v1/customers?q=contoso'
+The README walks through the whole change order with curl.
+
+EOT
+step "upsell serve --addr $addr"
+exec bin/upsell serve --addr "$addr"

@@ -50,9 +50,23 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	metrics := handlers.NewMetrics(pool)
+	var runners []*projections.Runner
+	for _, p := range projections.All() {
+		if p.Async() {
+			runner := projections.NewRunner(pool, p, c.log)
+			counter := metrics.ProjectedEvents.WithLabelValues(p.Name())
+			runner.OnBatch = func(n int) { counter.Add(float64(n)) }
+			runners = append(runners, runner)
+		}
+	}
 	api := handlers.New(handlers.Config{
 		Pool: pool, App: newService(pool), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
 		Ready: func(ctx context.Context) error { return ready(ctx, pool) },
+		WakeProjectors: func() {
+			for _, r := range runners {
+				r.Wake()
+			}
+		},
 	})
 	srv := &http.Server{
 		Handler: api, ErrorLog: nil,
@@ -64,14 +78,8 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	projCtx, stopProjectors := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProjectors()
 	var wg sync.WaitGroup
-	for _, p := range projections.All() {
-		if !p.Async() {
-			continue
-		}
-		runner := projections.NewRunner(pool, p, c.log)
-		counter := metrics.ProjectedEvents.WithLabelValues(p.Name())
-		runner.OnBatch = func(n int) { counter.Add(float64(n)) }
-		wg.Go(func() { _ = runner.Run(projCtx) })
+	for _, r := range runners {
+		wg.Go(func() { _ = r.Run(projCtx) })
 	}
 
 	served := make(chan error, 1)
