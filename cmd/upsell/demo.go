@@ -27,7 +27,7 @@ func cmdDemo(ctx context.Context, c *cli, args []string) error {
 	customerID := fs.String("customer", "cust-contoso", "the customer whose subscription changes")
 	userID := fs.String("user", "", "the MSP user who acts (default: the MSP's first user)")
 	product := fs.String("raise", "EMAIL-SEC", "the product whose seats are raised")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

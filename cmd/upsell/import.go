@@ -13,7 +13,7 @@ import (
 
 func cmdImport(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("import")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

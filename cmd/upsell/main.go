@@ -71,9 +71,12 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 	defer c.close()
 	err := cmd(ctx, c, args[1:])
 	var ue usageError
+	var fe flagError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &fe):
+		return 2 // the flag package has said what is wrong
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "upsell %s: %v\n", args[0], err)
 		return 2
@@ -96,6 +99,18 @@ type cli struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
 	pool           *pgxpool.Pool
+}
+
+// flagError is a command line the flag package refused and explained.
+type flagError struct{ error }
+
+// parseFlags parses a subcommand's flags; a refusal is misuse (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return flagError{err}
+	}
+	return err
 }
 
 func (c *cli) flags(name string) *flag.FlagSet {

@@ -10,7 +10,7 @@ import (
 
 func cmdMigrate(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("migrate")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

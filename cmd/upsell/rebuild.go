@@ -13,7 +13,7 @@ import (
 
 func cmdRebuild(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("rebuild")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
@@ -115,6 +115,12 @@ func (b *progressBar) finish() {
 		fmt.Fprintln(b.w)
 	}
 	fmt.Fprintf(b.w, "rebuild %s: done, %d events in %s; the new table is live\n", b.name, b.done, clock(t.Sub(b.start)))
+	if b.done < b.total {
+		// An asynchronous projection reads only below the oldest open
+		// transaction; its projector applies the rest when that ends.
+		fmt.Fprintf(b.w, "rebuild %s: %d events wait behind a transaction still open; the projector applies them when it ends\n",
+			b.name, b.total-b.done)
+	}
 }
 
 // clock formats a duration as m:ss.
