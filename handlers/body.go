@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -52,6 +53,9 @@ func decodeStrict(body []byte, dst any) error {
 			err = errors.New("unexpected data after the JSON object")
 		}
 	}
+	if err == nil {
+		return exactFieldNames(body, dst)
+	}
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
@@ -67,6 +71,31 @@ func decodeStrict(body []byte, dst any) error {
 	default:
 		return badRequest("malformed_json", "", "the body is not a valid JSON object: %v", err)
 	}
+}
+
+// exactFieldNames refuses a field whose name matches one of dst's only when
+// case is ignored: encoding/json would accept "Total_Seats" for
+// "total_seats", and the contract names fields exactly.
+func exactFieldNames(body []byte, dst any) error {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return nil // not an object (null): nothing to name
+	}
+	t := reflect.TypeOf(dst)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	known := map[string]bool{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	for name := range fields {
+		if !known[name] {
+			return badRequest("unknown_field", name, "unknown field %q", name)
+		}
+	}
+	return nil
 }
 
 // required refuses a missing field.

@@ -85,15 +85,26 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, c command) {
 		return nil
 	}
 	res, err := c.run(ctx, meta)
-	if errors.Is(err, errKeyTaken) && s.replay(w, r, key) {
+	if err != nil && key != nil && s.replay(w, r, key) {
+		// A concurrent request with the same key won: its events made this
+		// one conflict (and decide again on its result), or its key made
+		// this one roll back. Either way its response is the answer.
 		return
 	}
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
-	if resp == nil { // the command changed nothing: nothing was stored
-		if resp, err = c.respond(res); err != nil {
+	if len(res.Events) == 0 {
+		// The command changed nothing, so no transaction stored its key:
+		// store it now, so that the key cannot serve another request.
+		if resp, err = c.respond(res); err == nil && key != nil {
+			err = key.store(ctx, s.Pool, resp)
+		}
+		if errors.Is(err, errKeyTaken) && s.replay(w, r, key) {
+			return
+		}
+		if err != nil {
 			s.problem(w, r, err)
 			return
 		}

@@ -50,7 +50,7 @@ func newIdempotency(r *http.Request, body []byte) (*idempotency, error) {
 	if key == "" {
 		return nil, nil
 	}
-	if len(key) > MaxIdempotencyKey || !validRequestID(key[:min(len(key), 128)]) {
+	if !printableToken(key, MaxIdempotencyKey) {
 		return nil, badRequest("invalid_idempotency_key", "Idempotency-Key",
 			"must be 1 to %d printable ASCII characters without spaces", MaxIdempotencyKey)
 	}
@@ -88,7 +88,7 @@ WHERE msp_id = $1 AND user_id = $2 AND key = $3`, k.actor.MSPID, k.actor.UserID,
 // store records the response in the transaction that appends the events.
 // A concurrent request that stored the key first makes it errKeyTaken, which
 // rolls this one back.
-func (k *idempotency) store(ctx context.Context, tx pgx.Tx, resp *response) error {
+func (k *idempotency) store(ctx context.Context, tx eventstore.DBTX, resp *response) error {
 	headers, err := json.Marshal(resp.Headers)
 	if err != nil {
 		return err

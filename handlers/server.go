@@ -154,11 +154,15 @@ var errPanic = errors.New("handler panicked")
 
 // validRequestID accepts a caller's X-Request-ID when it is short printable
 // ASCII, so that it can go into logs and event metadata as it is.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
+func validRequestID(id string) bool { return printableToken(id, 128) }
+
+// printableToken reports whether s is 1 to max printable ASCII characters
+// without spaces.
+func printableToken(s string, max int) bool {
+	if s == "" || len(s) > max {
 		return false
 	}
-	for _, c := range []byte(id) {
+	for _, c := range []byte(s) {
 		if c < 0x21 || c > 0x7e {
 			return false
 		}
