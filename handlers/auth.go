@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -16,6 +17,10 @@ import (
 // that user. A missing or unknown key is 401.
 func (s *Server) authenticated(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := checkText(r); err != nil {
+			s.problem(w, r, err)
+			return
+		}
 		scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		key = strings.TrimSpace(key)
 		if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
@@ -38,3 +43,22 @@ func (s *Server) authenticated(next http.HandlerFunc) http.HandlerFunc {
 		next(w, r)
 	}
 }
+
+// checkText refuses a path or query that is not valid UTF-8 or holds a NUL:
+// PostgreSQL text cannot hold them, so no id or search can match them. A
+// path names nothing (404); a parameter is refused (400).
+func checkText(r *http.Request) error {
+	if !cleanText(r.URL.Path) {
+		return &RequestError{Status: http.StatusNotFound, Code: "not_found", Detail: "no such resource"}
+	}
+	for name, values := range r.URL.Query() {
+		for _, v := range values {
+			if !cleanText(name) || !cleanText(v) {
+				return badRequest("invalid_parameter", name, "must be valid UTF-8 text without NUL characters")
+			}
+		}
+	}
+	return nil
+}
+
+func cleanText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }

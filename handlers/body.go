@@ -74,11 +74,12 @@ func decodeStrict(body []byte, dst any) error {
 }
 
 // exactFieldNames refuses a field whose name matches one of dst's only when
-// case is ignored: encoding/json would accept "Total_Seats" for
-// "total_seats", and the contract names fields exactly.
+// case is ignored (encoding/json would take "Total_Seats" for
+// "total_seats"; the contract names fields exactly), and a field given
+// twice (encoding/json would keep the last).
 func exactFieldNames(body []byte, dst any) error {
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(body, &fields) != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil // not an object (null): nothing to name
 	}
 	t := reflect.TypeOf(dst)
@@ -90,12 +91,43 @@ func exactFieldNames(body []byte, dst any) error {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		known[name] = true
 	}
-	for name := range fields {
-		if !known[name] {
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
+		}
+		name, _ := tok.(string)
+		switch {
+		case !known[name]:
 			return badRequest("unknown_field", name, "unknown field %q", name)
+		case seen[name]:
+			return badRequest("invalid_field", name, "field %q is given twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
 		}
 	}
 	return nil
+}
+
+// canonicalJSON re-encodes a valid JSON body with sorted keys and no
+// spaces, so that the same request written differently is the same
+// request; numbers keep their text. Anything else is returned as it is.
+func canonicalJSON(body []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if len(bytes.TrimSpace(body)) == 0 || dec.Decode(&v) != nil {
+		return body
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return body
+	}
+	return out
 }
 
 // required refuses a missing field.

@@ -56,7 +56,7 @@ func newIdempotency(r *http.Request, body []byte) (*idempotency, error) {
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %s\n", r.Method, r.URL.Path)
-	h.Write(body)
+	h.Write(canonicalJSON(body))
 	return &idempotency{actor: actorOf(r.Context()), key: key, hash: h.Sum(nil)}, nil
 }
 

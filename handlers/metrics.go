@@ -59,6 +59,11 @@ func (m *Metrics) handler() http.Handler {
 }
 
 func (m *Metrics) observeRequest(method, route string, status int, d time.Duration) {
+	switch method {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS":
+	default:
+		method = "OTHER" // a client must not be able to mint label values
+	}
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
 }

@@ -25,7 +25,7 @@ type Problem struct {
 // ProblemType is the type URI of a code's problems.
 func ProblemType(code string) string { return "urn:upsell:problem:" + code }
 
-// writeProblem answers err as a problem. Causes of 500s are logged, never
+// problem answers err as a problem. Causes of 500s are logged, never
 // shown: the client sees only that the error is ours and its request id.
 func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := StatusFor(err)
@@ -41,18 +41,24 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &de) && status < 500:
 		p.Field, p.Detail = de.Field, de.Detail
 	}
+	if p.Title == "" {
+		p.Title = "Client Closed Request"
+	}
 	if p.Detail == "" {
-		p.Detail = http.StatusText(status)
+		p.Detail = p.Title
 	}
 	switch {
+	case re != nil || status == StatusClientClosedRequest:
+		// Our own refusal (readyz's not_ready says why), or nobody listens.
+	case status == http.StatusServiceUnavailable:
+		s.Log.WarnContext(r.Context(), "database unavailable", "err", err, "request_id", p.RequestID, "path", r.URL.Path)
+		p.Detail = "the database is unavailable; try again shortly"
+		w.Header().Set("Retry-After", "1")
 	case status >= 500:
 		s.Log.ErrorContext(r.Context(), "request failed", "err", err, "request_id", p.RequestID, "path", r.URL.Path)
-		if status == http.StatusServiceUnavailable {
-			p.Detail = "the database is unavailable; try again shortly"
-		} else {
-			p.Detail = "internal error; the server has logged it under request id " + p.RequestID
-		}
-	case status == http.StatusUnauthorized:
+		p.Detail = "internal error; the server has logged it under request id " + p.RequestID
+	}
+	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="upsell"`)
 	}
 	writeJSONAs(w, "application/problem+json", status, p)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -62,11 +65,29 @@ func StatusFor(err error) (status int, code string) {
 		return http.StatusPreconditionFailed, "precondition_failed"
 	case errors.Is(err, eventstore.ErrVersionConflict):
 		return http.StatusConflict, "version_conflict"
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer, but the log and
+		// the metrics should not call it our error.
+		return StatusClientClosedRequest, "client_closed_request"
 	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err), pgconn.SafeToRetry(err),
-		errors.As(err, &pgErr) && isUnavailable(pgErr.Code):
+		errors.As(err, &pgErr) && isUnavailable(pgErr.Code), connectionLost(err):
 		return http.StatusServiceUnavailable, "database_unavailable"
 	}
 	return http.StatusInternalServerError, "internal"
+}
+
+// StatusClientClosedRequest is the status logged for a request whose
+// client disconnected before the answer (nginx's 499).
+const StatusClientClosedRequest = 499
+
+// connectionLost reports errors that mean the database could not be
+// reached or the connection broke: no answer from the database at all.
+func connectionLost(err error) bool {
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.Is(err, pgconn.ErrConnClosed) || errors.As(err, &netErr) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // RequestError is a request the API refuses before any business rule sees

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -227,7 +228,7 @@ func decodeCursor(c string) (sortName, id string, err error) {
 	if err == nil {
 		err = json.Unmarshal(b, &parts)
 	}
-	if err != nil || len(parts) != 2 {
+	if err != nil || len(parts) != 2 || !utf8.ValidString(parts[0]+parts[1]) || strings.ContainsRune(parts[0]+parts[1], 0) {
 		return "", "", fmt.Errorf("%w %q: pass a next_cursor as given", ErrInvalidCursor, c)
 	}
 	return parts[0], parts[1], nil

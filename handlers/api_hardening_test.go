@@ -1,0 +1,149 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/upsell-dev/upsell/handlers"
+)
+
+// TestTextThatPostgreSQLCannotHold: invalid UTF-8 and NUL never reach the
+// database as a 500; a path names nothing and a parameter is refused.
+func TestTextThatPostgreSQLCannotHold(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	nulCursor := base64.RawURLEncoding.EncodeToString([]byte(`["\u0000","x"]`))
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/v1/customers/%ff", 404, "not_found"},
+		{"GET", "/v1/customers/%00", 404, "not_found"},
+		{"POST", "/v1/customers/%ff/change-quotes", 404, "not_found"},
+		{"GET", "/v1/customers/%ff/change-quotes", 404, "not_found"},
+		{"GET", "/v1/customers?q=%00", 400, "invalid_parameter"},
+		{"GET", "/v1/customers?q=%ff", 400, "invalid_parameter"},
+		{"GET", "/v1/customers?cursor=" + nulCursor, 400, "invalid_cursor"},
+	} {
+		e.wantProblem(e.do(tc.method, tc.path, e.alex, nil), tc.status, tc.code)
+	}
+}
+
+// TestDuplicateFieldIsRefused: encoding/json keeps the last of two equal
+// keys; a billing API must not guess which one was meant.
+func TestDuplicateFieldIsRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	quote := e.open(e.contoso)
+	before := e.eventCount(quote)
+	r := e.do("PUT", quotePath(quote, "/seats"), e.alex, `{"product_code":"EMAIL-SEC","total_seats":700,"total_seats":900}`)
+	e.wantProblem(r, 400, "invalid_field")
+	if str(r.body["field"]) != "total_seats" {
+		t.Errorf("field = %v, want total_seats", r.body["field"])
+	}
+	if got := e.eventCount(quote); got != before {
+		t.Errorf("%d events after the refusal, want %d", got, before)
+	}
+}
+
+// TestIdempotencyKeyComparesTheJSON: the same request written with other
+// spacing or key order is the same request.
+func TestIdempotencyKeyComparesTheJSON(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	quote := e.open(e.contoso)
+	key := "canon-" + e.sfx
+	first := e.must(200, "PUT", quotePath(quote, "/seats"), `{"product_code":"EMAIL-SEC","total_seats":700}`, "Idempotency-Key", key)
+	again := e.do("PUT", quotePath(quote, "/seats"), e.alex, "{ \"total_seats\": 700,\n  \"product_code\": \"EMAIL-SEC\" }", "Idempotency-Key", key)
+	e.sameAnswer(first, again)
+	e.wantProblem(e.do("PUT", quotePath(quote, "/seats"), e.alex, `{"product_code":"EMAIL-SEC","total_seats":701}`, "Idempotency-Key", key),
+		422, "idempotency_key_reused")
+	if got := e.eventCount(quote); got != 2 {
+		t.Errorf("%d events, want 2 (opened, one seat change)", got)
+	}
+}
+
+// TestMetricsLabelsAreBounded: a client cannot mint label values with
+// invented methods.
+func TestMetricsLabelsAreBounded(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.do("XYZZY", "/healthz", "", nil)
+	m := e.do("GET", "/metrics", "", nil)
+	if m.status != 200 {
+		t.Fatalf("metrics: %s", m)
+	}
+	if strings.Contains(string(m.raw), "XYZZY") {
+		t.Error("the invented method became a label value")
+	}
+	if !strings.Contains(string(m.raw), `method="OTHER"`) {
+		t.Error(`no method="OTHER" series after a request with an invented method`)
+	}
+}
+
+// TestUnreachableDatabaseIs503: the contract's 503, with Retry-After, when
+// no connection to the database can be made.
+func TestUnreachableDatabaseIs503(t *testing.T) {
+	t.Parallel()
+	// Nothing listens on port 1; the pool connects lazily.
+	pool, err := pgxpool.New(context.Background(), "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	srv := httptest.NewServer(handlers.New(handlers.Config{Pool: pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready: func(ctx context.Context) error { return pool.Ping(ctx) }}))
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/v1/customers", "/readyz"} {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer nw-alex-5f2c9e1d7a")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p handlers.Problem
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 503 {
+			t.Fatalf("%s: %d %+v %v, want 503", path, resp.StatusCode, p, err)
+		}
+		want := map[string]string{"/v1/customers": "database_unavailable", "/readyz": "not_ready"}[path]
+		if p.Code != want {
+			t.Errorf("%s: code %q, want %q", path, p.Code, want)
+		}
+		if path == "/v1/customers" && resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: no Retry-After", path)
+		}
+	}
+}
+
+// TestReadyzSaysWhy: /readyz names what is not ready.
+func TestReadyzSaysWhy(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(handlers.New(handlers.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready: func(context.Context) error { return errors.New("migrations pending: 009_future") }}))
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p handlers.Problem
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 503 || p.Code != "not_ready" || !strings.Contains(p.Detail, "009_future") {
+		t.Errorf("readyz: %d %+v, want 503 not_ready naming 009_future", resp.StatusCode, p)
+	}
+}
