@@ -137,6 +137,12 @@ func (c *cli) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	// A transaction left open stalls every reader of the event log (they
 	// read only below the oldest open transaction): end abandoned ones.
 	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60000"
+	// A projector's lock is held by its connection: when the leader's host
+	// vanishes, the server must notice within a minute, not the kernel's
+	// two hours, so that a standby takes over.
+	cfg.ConnConfig.RuntimeParams["tcp_keepalives_idle"] = "30"
+	cfg.ConnConfig.RuntimeParams["tcp_keepalives_interval"] = "10"
+	cfg.ConnConfig.RuntimeParams["tcp_keepalives_count"] = "3"
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

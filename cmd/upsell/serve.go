@@ -95,6 +95,10 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 		err = srv.Shutdown(shutCtx)
 		cancel()
 		if err != nil {
+			// The grace is over: close what is left, which cancels the
+			// requests' contexts and so their queries.
+			c.log.Warn("requests still running after the grace period; closing them", "grace", shutdownGrace)
+			_ = srv.Close()
 			err = fmt.Errorf("shut down: %w", err)
 		}
 	}
