@@ -14,7 +14,6 @@ import (
 	"github.com/upsell-dev/upsell/app"
 	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
-	"github.com/upsell-dev/upsell/projections"
 )
 
 // command is one quote command as the HTTP layer runs it.
@@ -109,7 +108,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, c command) {
 			return
 		}
 	}
-	s.afterAppend(ctx, res.Events)
+	s.afterAppend(res.Events)
 	resp.write(w)
 }
 
@@ -152,28 +151,10 @@ func (c command) respond(res app.Result) (*response, error) {
 	return resp, nil
 }
 
-// afterAppend counts the appended events and, when they changed a
-// customer, waits until the customers projection shows it, so that the
-// caller reads its own write there too.
-func (s *Server) afterAppend(ctx context.Context, events []eventstore.Event) {
-	var last *eventstore.Event
-	for i, e := range events {
+// afterAppend counts the appended events.
+func (s *Server) afterAppend(events []eventstore.Event) {
+	for _, e := range events {
 		s.Metrics.eventsAppended.WithLabelValues(e.Type).Inc()
-		if e.StreamType == domain.StreamCustomer {
-			last = &events[i]
-		}
-	}
-	if last == nil {
-		return
-	}
-	if s.WakeProjectors != nil {
-		s.WakeProjectors()
-	}
-	waitCtx, cancel := context.WithTimeout(ctx, s.ReadYourWrites)
-	defer cancel()
-	at := eventstore.Cursor{TransactionID: last.TransactionID, Position: last.Position}
-	if err := projections.WaitFor(waitCtx, s.Pool, projections.Customers{}.Name(), at); err != nil {
-		s.Log.WarnContext(ctx, "the customers projection is behind; answering without waiting", "err", err)
 	}
 }
 

@@ -163,8 +163,7 @@ func setup(t *testing.T, opts ...fixtureOption) *env {
 	svc := app.New(pool, app.WithTxHook(projections.Inline), app.WithClock(domain.SystemClock{}))
 	e.srv = handlers.New(handlers.Config{
 		Pool: pool, App: svc, Queries: projections.NewQueries(pool), Log: log,
-		Ready:          func(ctx context.Context) error { return pool.Ping(ctx) },
-		WakeProjectors: runner.Wake,
+		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
 	})
 	ts := httptest.NewServer(e.srv)
 	t.Cleanup(ts.Close)

@@ -26,12 +26,6 @@ type Config struct {
 	// Ready reports whether the service can serve (database reachable,
 	// migrations current); /readyz answers 503 with its error.
 	Ready func(ctx context.Context) error
-	// ReadYourWrites bounds how long a command that changed a customer
-	// waits for the customers projection to show it (default 5 s).
-	ReadYourWrites time.Duration
-	// WakeProjectors, when set, is called after a command appended events
-	// that an asynchronous projection follows (Runner.Wake).
-	WakeProjectors func()
 }
 
 // Server is the HTTP API.
@@ -55,9 +49,6 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
-	}
-	if cfg.ReadYourWrites == 0 {
-		cfg.ReadYourWrites = 5 * time.Second
 	}
 	s := &Server{Config: cfg, mux: http.NewServeMux()}
 	s.routes = []route{

@@ -5,17 +5,17 @@
 //
 // Two ways to keep a read model current, one per need:
 //
-//   - Quotes are projected inline: Inline is an app.TxHook, so a quote's
-//     row is written in the transaction that appends its events. A read
-//     right after a command shows its effect, and a row can never be ahead
-//     of or behind the events.
-//   - Customers are projected asynchronously: a Runner follows the log with
-//     the event store's cursor and writes rows and its checkpoint in one
-//     transaction, in batches, so every event is applied exactly once. One
-//     instance runs each projector at a time (a session advisory lock held
-//     by the connection that writes); when it dies, a standby takes over.
-//     A command that changed a customer waits (WaitFor) until the projector
-//     has passed its events, so its caller reads its own write there too.
+//   - Inline: Inline is an app.TxHook, so the rows a command's events lead
+//     to are written in the transaction that appends them. A read right
+//     after a command shows its effect. Quotes are projected only this way.
+//   - Asynchronously: a Runner follows the log with the event store's
+//     cursor and writes rows and its checkpoint in one transaction, in
+//     batches, so every event is applied exactly once. One instance runs
+//     each projector at a time (a session advisory lock held by the
+//     connection that writes); when it dies, a standby takes over.
+//     Customers are projected this way, because imports append customers
+//     without the application layer, and also inline for commands, so that
+//     a submitted order shows at once whatever the projector's lag.
 //
 // Every projection is a pure function of its streams' events, and every
 // write is an upsert guarded by the stream version, so applying an event

@@ -17,14 +17,29 @@ type Projection interface {
 	Name() string
 	// Table is the live table it writes.
 	Table() string
-	// Async reports whether a Runner keeps the table current (true) or the
-	// append transaction does (false).
+	// Async reports whether a Runner follows the log for this projection
+	// (true), or only the append transaction writes it (false).
 	Async() bool
 	// Apply writes the rows that the events lead to into table (the live
 	// one, or one being rebuilt beside it), inside tx. Events of streams
 	// the projection does not follow are ignored. Applying events already
 	// applied leaves the rows as they are.
 	Apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, events []eventstore.Event) error
+}
+
+// Inline is the app.TxHook that applies a command's events to every read
+// model in the append transaction: the quote views, which only it writes,
+// and the customer views, which the customers projector also writes for
+// events that came another way (an import). Upserts guarded by the version
+// make the second application a no-op. So a read right after a command
+// shows its effect, whatever the projector's lag.
+func Inline(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
+	for _, p := range All() {
+		if err := p.Apply(ctx, tx, pgx.Identifier{p.Table()}, events); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // All is every projection, in the order rebuild runs them.

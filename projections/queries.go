@@ -165,30 +165,33 @@ func (q *Queries) Customers(ctx context.Context, mspID string, f CustomerFilter)
 	if f.Limit < 1 || f.Limit > MaxCustomerPage {
 		return CustomerPage{}, fmt.Errorf("limit %d is not between 1 and %d", f.Limit, MaxCustomerPage)
 	}
-	var afterName, afterID *string
+	// The SQL names only the filters given, so that every shape of the
+	// query gets its own plan on the (msp_id, [initial,] sort_name, id)
+	// indexes; "$n IS NULL OR ..." would leave a generic plan scanning.
+	args := []any{mspID}
+	where := []string{"msp_id = $1"}
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.Letter != "" {
+		where = append(where, "initial = "+arg(f.Letter))
+	}
+	if f.Query != "" {
+		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Query) + "%"
+		where = append(where, `sort_name LIKE lower(`+arg(like)+`) COLLATE "C"`)
+	}
 	if f.Cursor != "" {
 		name, id, err := decodeCursor(f.Cursor)
 		if err != nil {
 			return CustomerPage{}, err
 		}
-		afterName, afterID = &name, &id
-	}
-	var letter *string
-	if f.Letter != "" {
-		letter = &f.Letter
-	}
-	var like *string
-	if f.Query != "" {
-		l := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Query) + "%"
-		like = &l
+		where = append(where, `(sort_name, customer_id) > (`+arg(name)+`::text COLLATE "C", `+arg(id)+`::text)`)
 	}
 	rows, err := q.db.Query(ctx, `SELECT customer_id, name, sort_name, total_users, monthly_total FROM customer_views
-WHERE msp_id = $1
-    AND ($2::text IS NULL OR initial = $2)
-    AND ($3::text IS NULL OR sort_name LIKE lower($3) COLLATE "C")
-    AND ($4::text IS NULL OR (sort_name, customer_id) > ($4::text COLLATE "C", $5::text))
+WHERE `+strings.Join(where, " AND ")+`
 ORDER BY sort_name, customer_id
-LIMIT $6`, mspID, letter, like, afterName, afterID, f.Limit+1)
+LIMIT `+arg(f.Limit+1), args...)
 	if err != nil {
 		return CustomerPage{}, fmt.Errorf("list customers: %w", err)
 	}

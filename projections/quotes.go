@@ -20,12 +20,6 @@ func (Quotes) Name() string  { return "quotes" }
 func (Quotes) Table() string { return "quote_views" }
 func (Quotes) Async() bool   { return false }
 
-// Inline is the app.TxHook that keeps quote_views current in the append
-// transaction.
-func Inline(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
-	return Quotes{}.Apply(ctx, tx, pgx.Identifier{Quotes{}.Table()}, events)
-}
-
 func (Quotes) Apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, events []eventstore.Event) error {
 	b := &pgx.Batch{}
 	sql := `INSERT INTO ` + table.Sanitize() + ` AS v

@@ -2,17 +2,23 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/upsell-dev/upsell/eventstore"
 )
 
 // Schemas a rebuild works in: the new table is built in rebuildSchema under
-// the live table's name (so its indexes keep their names too), and the old
-// one goes through retiredSchema on its way out.
+// the live table's name, with the live table's constraint and index names
+// (names are per schema), and the old one goes through retiredSchema on its
+// way out. After the swap the live table looks exactly as the migrations
+// made it.
 const (
 	rebuildSchema = "upsell_rebuild"
 	retiredSchema = "upsell_retired"
@@ -24,18 +30,31 @@ type Progress func(done, total int64)
 // RebuildBatch is how many events one rebuild transaction applies.
 const RebuildBatch = 1000
 
+// swapLockTimeout bounds how long the swap waits for the live table's
+// writers and readers: while it waits, others queue behind it, so it gives
+// up quickly and tries again rather than stall the API.
+const (
+	swapLockTimeout = "2s"
+	swapAttempts    = 5
+)
+
 // Rebuild builds the projection's table anew from the whole log beside the
 // live one, while the API keeps serving the live one, then swaps the two in
 // one short transaction:
 //
-//  1. build: create <rebuild schema>.<table> like the live table and apply
-//     the log to it in batches (progress is reported after each);
-//  2. swap: lock out the live table's writers (an inline projection: the
-//     table itself; an asynchronous one: its checkpoint row), apply what was
+//  1. build: create <rebuild schema>.<table> like the live table (its
+//     constraints under their live names, its grants) and apply the log to
+//     it in batches, reporting progress after each; then create the live
+//     table's other indexes under their names;
+//  2. swap: lock out the live table's writers (the checkpoint row of an
+//     asynchronous projector first, then the table itself), apply what was
 //     appended since, move the checkpoint, and replace the live table.
 //
 // Only one rebuild of a projection runs at a time.
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, p Projection, progress Progress) error {
+	if progress == nil {
+		progress = func(int64, int64) {}
+	}
 	pc, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -51,25 +70,22 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, p Projection, progress Pro
 	if !got {
 		return fmt.Errorf("rebuild %s: another rebuild of it is running", p.Name())
 	}
-	var liveSchema string
+	// Unlock before the connection closes: the server ends a closed
+	// session a moment later, and a rebuild run right after this one
+	// returns must not find the lock still held.
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, "upsell.rebuild."+p.Name())
+	r := &rebuild{conn: conn, p: p, beside: pgx.Identifier{rebuildSchema, p.Table()}}
 	if err := conn.QueryRow(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&liveSchema); err != nil {
+WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 		return fmt.Errorf("rebuild %s: find table %s (are the migrations applied?): %w", p.Name(), p.Table(), err)
 	}
-	live := pgx.Identifier{liveSchema, p.Table()}
-	beside := pgx.Identifier{rebuildSchema, p.Table()}
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{rebuildSchema}.Sanitize()+`;
-CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{retiredSchema}.Sanitize()+`;
-DROP TABLE IF EXISTS `+beside.Sanitize()+`;
-CREATE TABLE `+beside.Sanitize()+` (LIKE `+live.Sanitize()+` INCLUDING ALL)`); err != nil {
-		return fmt.Errorf("rebuild %s: create %s: %w", p.Name(), beside.Sanitize(), err)
+	r.live = pgx.Identifier{r.liveSchema, p.Table()}
+	if err := r.create(ctx); err != nil {
+		return fmt.Errorf("rebuild %s: create %s: %w", p.Name(), r.beside.Sanitize(), err)
 	}
 	var total int64
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&total); err != nil {
 		return fmt.Errorf("rebuild %s: count the events: %w", p.Name(), err)
-	}
-	if progress == nil {
-		progress = func(int64, int64) {}
 	}
 	progress(0, total)
 
@@ -78,15 +94,9 @@ CREATE TABLE `+beside.Sanitize()+` (LIKE `+live.Sanitize()+` INCLUDING ALL)`); e
 	for {
 		var n int
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			events, next, err := eventstore.ReadLogTx(ctx, tx, at, RebuildBatch)
-			if err != nil || len(events) == 0 {
-				return err
-			}
-			if err := p.Apply(ctx, tx, beside, events); err != nil {
-				return err
-			}
-			n, at = len(events), next
-			return nil
+			var err error
+			n, at, err = apply(ctx, tx, p, r.beside, eventstore.ReadLogTx, at)
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
@@ -97,74 +107,189 @@ CREATE TABLE `+beside.Sanitize()+` (LIKE `+live.Sanitize()+` INCLUDING ALL)`); e
 		done += int64(n)
 		progress(done, max(total, done))
 	}
+	if err := r.createIndexes(ctx); err != nil {
+		return fmt.Errorf("rebuild %s: index %s: %w", p.Name(), r.beside.Sanitize(), err)
+	}
 
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// Wait at most this long for the writers to let go; the rebuild can
-		// be run again, the API must not stall behind it.
-		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'`); err != nil {
+	for attempt := 1; ; attempt++ {
+		var caught int64
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			var err error
+			caught, err = r.swap(ctx, tx, at)
 			return err
+		})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" && attempt < swapAttempts { // lock_not_available
+			if err := sleep(ctx, time.Duration(attempt)*200*time.Millisecond); err != nil {
+				return err
+			}
+			continue
 		}
-		caught, err := catchUp(ctx, tx, p, live, beside, at)
 		if err != nil {
-			return err
+			return fmt.Errorf("rebuild %s: swap in the new table: %w", p.Name(), err)
 		}
 		done += caught
-		_, err = tx.Exec(ctx, `DROP TABLE IF EXISTS `+pgx.Identifier{retiredSchema, p.Table()}.Sanitize()+`;
-ALTER TABLE `+live.Sanitize()+` SET SCHEMA `+pgx.Identifier{retiredSchema}.Sanitize()+`;
-ALTER TABLE `+beside.Sanitize()+` SET SCHEMA `+pgx.Identifier{liveSchema}.Sanitize()+`;
-DROP TABLE `+pgx.Identifier{retiredSchema, p.Table()}.Sanitize())
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("rebuild %s: swap in the new table: %w", p.Name(), err)
+		break
 	}
 	progress(done, max(total, done))
 	return nil
 }
 
-// catchUp applies, under a lock that keeps the live table's writers out,
-// what was appended since the build read the log, and returns how many
-// events that was.
-func catchUp(ctx context.Context, tx pgx.Tx, p Projection, live, beside pgx.Identifier, at eventstore.Cursor) (int64, error) {
-	read := eventstore.ReadLogTx
-	if p.Async() {
-		// The projector's batch begins by locking its checkpoint row: hold
-		// it, and the projector waits; it then goes on from the cursor set
-		// here, in the new table. Reading below the snapshot's xmin, as it
-		// does, keeps later commits behind the cursor for it to read.
-		if _, err := tx.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name()); err != nil {
-			return 0, err
-		}
-		if _, err := checkpointTx(ctx, tx, p.Name(), true); err != nil {
-			return 0, err
-		}
-	} else {
-		// Inline writers write the table in their append transaction: with
-		// the table locked, every event committed so far is visible here,
-		// and those still to commit wait for the lock and then write into
-		// the new table themselves.
-		if _, err := tx.Exec(ctx, `LOCK TABLE `+live.Sanitize()+` IN EXCLUSIVE MODE`); err != nil {
-			return 0, err
-		}
-		read = eventstore.ReadCommittedTx
+type rebuild struct {
+	conn         *pgx.Conn
+	p            Projection
+	liveSchema   string
+	live, beside pgx.Identifier
+	indexDefs    []string
+}
+
+// indexOn matches pg_get_indexdef's "CREATE [UNIQUE] INDEX name ON
+// [ONLY] table USING ...", to point the same index at another table.
+var indexOn = regexp.MustCompile(`^(CREATE (?:UNIQUE )?INDEX \S+ ON )(?:ONLY )?\S+( USING .*)$`)
+
+// create makes the table beside the live one: its columns, defaults and
+// checks, its primary key and unique constraints under their live names
+// (upserts need them while building), and its grants. The other indexes are
+// made after the build, when it is cheaper.
+func (r *rebuild) create(ctx context.Context) error {
+	if _, err := r.conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{rebuildSchema}.Sanitize()+`;
+CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{retiredSchema}.Sanitize()+`;
+DROP TABLE IF EXISTS `+r.beside.Sanitize()+`;
+CREATE TABLE `+r.beside.Sanitize()+` (LIKE `+r.live.Sanitize()+` INCLUDING ALL EXCLUDING INDEXES)`); err != nil {
+		return err
 	}
-	var n int64
-	for {
-		events, next, err := read(ctx, tx, at, RebuildBatch)
-		if err != nil {
-			return n, err
+	var stmts []string
+	rows, err := r.conn.Query(ctx, `SELECT format('ALTER TABLE %s ADD CONSTRAINT %I %s', $2::text, conname, pg_get_constraintdef(oid))
+FROM pg_constraint WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x') ORDER BY conname`, r.live.Sanitize(), r.beside.Sanitize())
+	if err != nil {
+		return err
+	}
+	constraints, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	stmts = append(stmts, constraints...)
+	rows, err = r.conn.Query(ctx, `SELECT format('GRANT %s ON %s TO %s', a.privilege_type, $2::text,
+    CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = $1::regclass AND a.grantee <> c.relowner`, r.live.Sanitize(), r.beside.Sanitize())
+	if err != nil {
+		return err
+	}
+	grants, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	stmts = append(stmts, grants...)
+	rows, err = r.conn.Query(ctx, `SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+WHERE i.indrelid = $1::regclass AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+ORDER BY i.indexrelid`, r.live.Sanitize())
+	if err != nil {
+		return err
+	}
+	defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, def := range defs {
+		m := indexOn.FindStringSubmatch(def)
+		if m == nil {
+			return fmt.Errorf("cannot read the index definition %q", def)
 		}
-		if len(events) == 0 {
+		r.indexDefs = append(r.indexDefs, m[1]+r.beside.Sanitize()+m[2])
+	}
+	for _, stmt := range stmts {
+		if _, err := r.conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", stmt, err)
+		}
+	}
+	return nil
+}
+
+func (r *rebuild) createIndexes(ctx context.Context) error {
+	for _, def := range r.indexDefs {
+		if _, err := r.conn.Exec(ctx, def); err != nil {
+			return fmt.Errorf("%s: %w", def, err)
+		}
+	}
+	return nil
+}
+
+// swap applies, with the live table's writers locked out, what was appended
+// since the build read the log, then replaces the live table; it returns
+// how many events it applied.
+func (r *rebuild) swap(ctx context.Context, tx pgx.Tx, at eventstore.Cursor) (int64, error) {
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+swapLockTimeout+`'`); err != nil {
+		return 0, err
+	}
+	name := r.p.Name()
+	if r.p.Async() {
+		// The projector's batch begins by locking its checkpoint row, then
+		// writes the table: take the locks in the same order, and it waits
+		// here; it goes on from the cursor set below, in the new table.
+		if _, err := tx.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, name); err != nil {
+			return 0, err
+		}
+		if _, err := checkpointTx(ctx, tx, name, true); err != nil {
+			return 0, err
+		}
+	}
+	// Inline writers write the table in their append transaction: with the
+	// table locked, every event committed so far is visible here, and those
+	// still to commit wait for the lock and then write into the new table
+	// themselves. Readers go on reading the live table until the swap.
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+r.live.Sanitize()+` IN EXCLUSIVE MODE`); err != nil {
+		return 0, err
+	}
+	var applied int64
+	if r.p.Async() {
+		// The checkpoint may only move as far as ReadLog reads: below the
+		// oldest transaction still open, so that nothing commits behind it.
+		for {
+			n, next, err := apply(ctx, tx, r.p, r.beside, eventstore.ReadLogTx, at)
+			if err != nil {
+				return applied, err
+			}
+			if n == 0 {
+				break
+			}
+			applied, at = applied+int64(n), next
+		}
+		if err := setCheckpoint(ctx, tx, name, at); err != nil {
+			return applied, err
+		}
+	}
+	// Then everything committed: rows must not go back in time at the swap.
+	// An asynchronous projector applies these again later; its upserts
+	// leave a row that is already at that version as it is.
+	for {
+		n, next, err := apply(ctx, tx, r.p, r.beside, eventstore.ReadCommittedTx, at)
+		if err != nil {
+			return applied, err
+		}
+		if n == 0 {
 			break
 		}
-		if err := p.Apply(ctx, tx, beside, events); err != nil {
-			return n, err
-		}
-		n += int64(len(events))
-		at = next
+		applied, at = applied+int64(n), next
 	}
-	if p.Async() {
-		return n, setCheckpoint(ctx, tx, p.Name(), at)
+	retired := pgx.Identifier{retiredSchema, r.p.Table()}
+	_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+retired.Sanitize()+`;
+ALTER TABLE `+r.live.Sanitize()+` SET SCHEMA `+pgx.Identifier{retiredSchema}.Sanitize()+`;
+ALTER TABLE `+r.beside.Sanitize()+` SET SCHEMA `+pgx.Identifier{r.liveSchema}.Sanitize()+`;
+DROP TABLE `+retired.Sanitize())
+	return applied, err
+}
+
+// apply reads the next batch after the cursor with read and applies it to
+// table; it returns how many events that was and the new cursor.
+func apply(ctx context.Context, tx pgx.Tx, p Projection, table pgx.Identifier,
+	read func(context.Context, eventstore.DBTX, eventstore.Cursor, int) ([]eventstore.Event, eventstore.Cursor, error),
+	at eventstore.Cursor) (int, eventstore.Cursor, error) {
+	events, next, err := read(ctx, tx, at, RebuildBatch)
+	if err != nil || len(events) == 0 {
+		return 0, at, err
 	}
-	return n, nil
+	if err := p.Apply(ctx, tx, table, events); err != nil {
+		return 0, at, err
+	}
+	return len(events), next, nil
 }

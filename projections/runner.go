@@ -27,23 +27,11 @@ type Runner struct {
 	// OnBatch, when set, is told how many events each committed batch
 	// applied (for metrics).
 	OnBatch func(n int)
-	wake    chan struct{}
 }
 
 // NewRunner returns a Runner of proj on pool.
 func NewRunner(pool *pgxpool.Pool, proj Projection, log *slog.Logger) *Runner {
-	return &Runner{pool: pool, proj: proj, log: log.With("projection", proj.Name()), BatchSize: 500, Poll: 100 * time.Millisecond,
-		wake: make(chan struct{}, 1)}
-}
-
-// Wake makes the runner look at the log now rather than at its next poll:
-// a command that appended on this instance calls it, so that a caller
-// waiting for the projection (WaitFor) waits as little as possible.
-func (r *Runner) Wake() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	return &Runner{pool: pool, proj: proj, log: log.With("projection", proj.Name()), BatchSize: 500, Poll: 100 * time.Millisecond}
 }
 
 // Run follows the log until ctx ends; it returns nil then. Failures (a lost
@@ -106,15 +94,9 @@ func (r *Runner) lead(ctx context.Context) error {
 			return err
 		}
 		if n < r.BatchSize {
-			t := time.NewTimer(r.Poll)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-r.wake:
-			case <-t.C:
+			if err := sleep(ctx, r.Poll); err != nil {
+				return err
 			}
-			t.Stop()
 		}
 	}
 }

@@ -62,11 +62,6 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	api := handlers.New(handlers.Config{
 		Pool: pool, App: newService(pool), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
 		Ready: func(ctx context.Context) error { return ready(ctx, pool) },
-		WakeProjectors: func() {
-			for _, r := range runners {
-				r.Wake()
-			}
-		},
 	})
 	srv := &http.Server{
 		Handler: api, ErrorLog: nil,
