@@ -152,9 +152,16 @@ var indexOn = regexp.MustCompile(`^(CREATE (?:UNIQUE )?INDEX \S+ ON )(?:ONLY )?\
 // (upserts need them while building), and its grants. The other indexes are
 // made after the build, when it is cheaper.
 func (r *rebuild) create(ctx context.Context) error {
-	if _, err := r.conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{rebuildSchema}.Sanitize()+`;
-CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{retiredSchema}.Sanitize()+`;
-DROP TABLE IF EXISTS `+r.beside.Sanitize()+`;
+	for _, schema := range []string{rebuildSchema, retiredSchema} {
+		// Two rebuilds of different projections may create a schema at
+		// once; IF NOT EXISTS does not stop the loser's unique violation.
+		_, err := r.conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize())
+		var pgErr *pgconn.PgError
+		if err != nil && !(errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "42P06")) {
+			return err
+		}
+	}
+	if _, err := r.conn.Exec(ctx, `DROP TABLE IF EXISTS `+r.beside.Sanitize()+`;
 CREATE TABLE `+r.beside.Sanitize()+` (LIKE `+r.live.Sanitize()+` INCLUDING ALL EXCLUDING INDEXES)`); err != nil {
 		return err
 	}

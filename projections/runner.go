@@ -103,31 +103,38 @@ func (r *Runner) lead(ctx context.Context) error {
 
 // step applies the next batch and moves the checkpoint, in one transaction.
 func (r *Runner) step(ctx context.Context, conn *pgx.Conn) (int, error) {
-	n := 0
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// FOR UPDATE: a rebuild that swaps the table moves the checkpoint
-		// under this row's lock, so a batch never straddles a swap.
-		at, err := checkpointTx(ctx, tx, r.proj.Name(), true)
-		if err != nil {
-			return err
-		}
-		events, next, err := eventstore.ReadLogTx(ctx, tx, at, r.BatchSize)
-		if err != nil || len(events) == 0 {
-			return err
-		}
-		if err := r.proj.Apply(ctx, tx, pgx.Identifier{r.proj.Table()}, events); err != nil {
-			return err
-		}
-		n = len(events)
-		return setCheckpoint(ctx, tx, r.proj.Name(), next)
-	})
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if n > 0 && r.OnBatch != nil {
-		r.OnBatch(n)
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// FOR UPDATE: a rebuild that swaps the table moves the checkpoint under
+	// this row's lock, so a batch never straddles a swap.
+	at, err := checkpointTx(ctx, tx, r.proj.Name(), true)
+	if err != nil {
+		return 0, err
 	}
-	return n, nil
+	events, next, err := eventstore.ReadLogTx(ctx, tx, at, r.BatchSize)
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+	if err := r.proj.Apply(ctx, tx, pgx.Identifier{r.proj.Table()}, events); err != nil {
+		return 0, err
+	}
+	if err := setCheckpoint(ctx, tx, r.proj.Name(), next); err != nil {
+		return 0, err
+	}
+	// Stopping must not interrupt the commit's reply: the batch would be
+	// committed and not counted.
+	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := tx.Commit(commitCtx); err != nil {
+		return 0, err
+	}
+	if r.OnBatch != nil {
+		r.OnBatch(len(events))
+	}
+	return len(events), nil
 }
 
 func checkpointTx(ctx context.Context, db eventstore.DBTX, name string, forUpdate bool) (eventstore.Cursor, error) {
