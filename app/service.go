@@ -19,6 +19,18 @@ import (
 // (If-Match) and the quote is at another one. Nothing was appended.
 var ErrPreconditionFailed = errors.New("the quote is not at the expected version")
 
+// PreconditionFailedError is ErrPreconditionFailed with the versions, so
+// that the caller can be told the current one.
+type PreconditionFailedError struct {
+	Expected, Actual int64
+}
+
+func (e *PreconditionFailedError) Error() string {
+	return fmt.Sprintf("%v: expected version %d, the quote is at %d", ErrPreconditionFailed, e.Expected, e.Actual)
+}
+
+func (e *PreconditionFailedError) Is(target error) bool { return target == ErrPreconditionFailed }
+
 // DefaultMaxRetries bounds how often a decision is re-run after a version
 // conflict before the conflict is returned.
 const DefaultMaxRetries = 5
@@ -120,7 +132,7 @@ func (s *Service) runQuote(ctx context.Context, m Meta, quoteID uuid.UUID,
 			return Result{}, err
 		}
 		if m.ExpectedVersion != nil && *m.ExpectedVersion != q.Version() {
-			return Result{}, fmt.Errorf("%w: expected version %d, the quote is at %d", ErrPreconditionFailed, *m.ExpectedVersion, q.Version())
+			return Result{}, &PreconditionFailedError{Expected: *m.ExpectedVersion, Actual: q.Version()}
 		}
 		also, err := decide(ctx, q)
 		if err != nil {

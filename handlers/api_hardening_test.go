@@ -147,3 +147,43 @@ func TestReadyzSaysWhy(t *testing.T) {
 		t.Errorf("readyz: %d %+v, want 503 not_ready naming 009_future", resp.StatusCode, p)
 	}
 }
+
+// TestIdempotencyKeysExpire: a key older than the time to live is purged,
+// and the request then runs again; a younger one stays.
+func TestIdempotencyKeysExpire(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	quote := e.open(e.contoso)
+	oldKey, newKey := "old-"+e.sfx, "new-"+e.sfx
+	e.must(200, "POST", quotePath(quote, "/save"), nil, "Idempotency-Key", oldKey)
+	e.must(200, "POST", quotePath(quote, "/save"), nil, "Idempotency-Key", newKey)
+	if _, err := e.pool.Exec(context.Background(), `UPDATE idempotency_keys SET created_at = now() - interval '25 hours'
+WHERE key = $1`, oldKey); err != nil {
+		t.Fatal(err)
+	}
+	n, err := handlers.PurgeIdempotencyKeys(context.Background(), e.pool, handlers.DefaultIdempotencyTTL)
+	if err != nil || n < 1 {
+		t.Fatalf("purge: %d keys, %v; want at least the old one", n, err)
+	}
+	var left []string
+	rows, err := e.pool.Query(context.Background(), `SELECT key FROM idempotency_keys WHERE key = ANY($1) ORDER BY key`, []string{oldKey, newKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, k)
+	}
+	if len(left) != 1 || left[0] != newKey {
+		t.Errorf("keys left %v, want only %s", left, newKey)
+	}
+	// The purged key serves another request now (a save of a saved quote
+	// changes nothing, so the version stays).
+	r := e.must(200, "POST", quotePath(quote, "/save"), nil, "Idempotency-Key", oldKey)
+	if r.header.Get("Idempotent-Replayed") != "" {
+		t.Error("a purged key was replayed")
+	}
+}

@@ -292,6 +292,9 @@ func TestIfMatch(t *testing.T) {
 	if n := e.eventCount(quote); n != 2 {
 		t.Errorf("a stale If-Match appended: %d events, want 2", n)
 	}
+	if tag := r.header.Get("ETag"); tag != `"2"` {
+		t.Errorf("412 ETag %q, want the current version \"2\"", tag)
+	}
 	// A weak tag never matches (If-Match compares strongly).
 	r = e.do("PUT", quotePath(quote, "/seats"), e.alex, seats(710), "If-Match", `W/"2"`)
 	e.wantProblem(r, http.StatusPreconditionFailed, "precondition_failed")

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -103,4 +104,17 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
 		return errKeyTaken
 	}
 	return nil
+}
+
+// DefaultIdempotencyTTL is how long a key's response is kept for replay.
+const DefaultIdempotencyTTL = 24 * time.Hour
+
+// PurgeIdempotencyKeys deletes the keys stored before now - ttl and says
+// how many there were. A request with a purged key runs again.
+func PurgeIdempotencyKeys(ctx context.Context, db eventstore.DBTX, ttl time.Duration) (int64, error) {
+	tag, err := db.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval`, ttl)
+	if err != nil {
+		return 0, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }

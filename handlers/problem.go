@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/upsell-dev/upsell/app"
 	"github.com/upsell-dev/upsell/domain"
 )
 
@@ -57,6 +58,9 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500:
 		s.Log.ErrorContext(r.Context(), "request failed", "err", err, "request_id", p.RequestID, "path", r.URL.Path)
 		p.Detail = "internal error; the server has logged it under request id " + p.RequestID
+	}
+	if pf := (*app.PreconditionFailedError)(nil); errors.As(err, &pf) {
+		w.Header().Set("ETag", etag(pf.Actual)) // the version to send next
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="upsell"`)

@@ -30,6 +30,7 @@ const shutdownGrace = 20 * time.Second
 func cmdServe(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("serve")
 	addr := fs.String("addr", "127.0.0.1:8080", "`host:port` to listen on")
+	keyTTL := fs.Duration("idempotency-ttl", handlers.DefaultIdempotencyTTL, "how long an Idempotency-Key's response is kept for replay")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -76,6 +77,7 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	for _, r := range runners {
 		wg.Go(func() { _ = r.Run(projCtx) })
 	}
+	wg.Go(func() { purgeIdempotencyKeys(projCtx, pool, *keyTTL, c) })
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -119,4 +121,27 @@ func ready(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("migrations pending: %s", strings.Join(pending, ", "))
 	}
 	return nil
+}
+
+// purgeIdempotencyKeys deletes expired idempotency keys now and every hour
+// until ctx ends. Every instance may do it; the deletes do not conflict.
+func purgeIdempotencyKeys(ctx context.Context, pool *pgxpool.Pool, ttl time.Duration, c *cli) {
+	for {
+		n, err := handlers.PurgeIdempotencyKeys(ctx, pool, ttl)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			c.log.Warn("purging idempotency keys failed; trying again in an hour", "err", err)
+		case n > 0:
+			c.log.Info("purged expired idempotency keys", "keys", n, "ttl", ttl)
+		}
+		t := time.NewTimer(time.Hour)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
