@@ -10,10 +10,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/upsell-dev/upsell/app"
+	"github.com/upsell-dev/upsell/eventstore"
 	"github.com/upsell-dev/upsell/handlers"
 )
 
@@ -185,5 +190,49 @@ WHERE key = $1`, oldKey); err != nil {
 	r := e.must(200, "POST", quotePath(quote, "/save"), nil, "Idempotency-Key", oldKey)
 	if r.header.Get("Idempotent-Replayed") != "" {
 		t.Error("a purged key was replayed")
+	}
+}
+
+// TestVersionConflict: when concurrent commands on one quote keep
+// colliding and the application layer may not decide again, the losers get
+// 409 version_conflict and append nothing.
+func TestVersionConflict(t *testing.T) {
+	t.Parallel()
+	// Every append transaction lingers, so that all the requests load the
+	// quote before any of them commits: they must collide.
+	linger := app.WithTxHook(func(ctx context.Context, _ pgx.Tx, _ []eventstore.Event) error {
+		time.Sleep(300 * time.Millisecond)
+		return nil
+	})
+	e := setup(t, withAppOptions(app.WithMaxRetries(0), linger))
+	quote := e.open(e.contoso)
+	const n = 6
+	replies := make([]reply, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			replies[i] = e.do("PUT", quotePath(quote, "/seats"), e.alex, map[string]any{"product_code": "EMAIL-SEC", "total_seats": 700 + i})
+		})
+	}
+	wg.Wait()
+	won, lost := 0, 0
+	for _, r := range replies {
+		switch r.status {
+		case 200:
+			won++
+		case 409:
+			e.wantProblem(r, 409, "version_conflict")
+			lost++
+		default:
+			t.Errorf("unexpected answer: %s", r)
+		}
+	}
+	// A request that arrived after a winner committed may win too; at
+	// least one must have collided.
+	if won < 1 || lost < 1 || won+lost != n {
+		t.Errorf("%d won and %d lost of %d", won, lost, n)
+	}
+	if got := e.eventCount(quote); got != 1+won {
+		t.Errorf("%d events, want %d (opened, and one seat change per winner)", got, 1+won)
 	}
 }

@@ -92,6 +92,13 @@ type env struct {
 
 	contoso, adatum, street, fabrikam string            // customer ids
 	names                             map[string]string // customer id → name
+
+	appOptions []app.Option // more options for the application layer
+}
+
+// withAppOptions configures this test's application layer.
+func withAppOptions(opts ...app.Option) fixtureOption {
+	return func(e *env, _ *importer.File) { e.appOptions = append(e.appOptions, opts...) }
 }
 
 // fixtureOption changes this test's copy of the fixture before it is
@@ -160,7 +167,7 @@ func setup(t *testing.T, opts ...fixtureOption) *env {
 	runner := projections.NewRunner(pool, projections.Customers{}, log)
 	runner.Poll = 5 * time.Millisecond
 
-	svc := app.New(pool, app.WithTxHook(projections.Inline), app.WithClock(domain.SystemClock{}))
+	svc := app.New(pool, append([]app.Option{app.WithTxHook(projections.Inline), app.WithClock(domain.SystemClock{})}, e.appOptions...)...)
 	e.srv = handlers.New(handlers.Config{
 		Pool: pool, App: svc, Queries: projections.NewQueries(pool), Log: log,
 		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
