@@ -133,23 +133,35 @@ func TestUnreachableDatabaseIs503(t *testing.T) {
 	}
 }
 
-// TestReadyzSaysWhy: /readyz names what is not ready.
+// TestReadyzSaysWhy: /readyz names what is not ready when that may be
+// shown to anyone, and never the database's error (which names hosts and
+// users) on an endpoint that needs no key.
 func TestReadyzSaysWhy(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(handlers.New(handlers.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Ready: func(context.Context) error { return errors.New("migrations pending: 009_future") }}))
-	t.Cleanup(srv.Close)
-	resp, err := http.Get(srv.URL + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var p handlers.Problem
-	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 503 || p.Code != "not_ready" || !strings.Contains(p.Detail, "009_future") {
-		t.Errorf("readyz: %d %+v, want 503 not_ready naming 009_future", resp.StatusCode, p)
+	for _, tc := range []struct {
+		err         error
+		want, never string
+	}{
+		{&handlers.ReadinessError{Reason: "migrations pending: 009_future"}, "009_future", ""},
+		{errors.New("failed to connect to user=secret-user database=x"), "database", "secret-user"},
+	} {
+		srv := httptest.NewServer(handlers.New(handlers.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ready: func(context.Context) error { return tc.err }}))
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p handlers.Problem
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 503 || p.Code != "not_ready" || !strings.Contains(p.Detail, tc.want) ||
+			(tc.never != "" && strings.Contains(p.Detail, tc.never)) {
+			t.Errorf("readyz with %v: %d %+v, want 503 not_ready naming %q, not %q", tc.err, resp.StatusCode, p, tc.want, tc.never)
+		}
 	}
 }
 
@@ -234,5 +246,22 @@ func TestVersionConflict(t *testing.T) {
 	}
 	if got := e.eventCount(quote); got != 1+won {
 		t.Errorf("%d events, want %d (opened, and one seat change per winner)", got, 1+won)
+	}
+}
+
+// TestIdempotencyKeyOfAnEmptyBody: no body, {} and null are the same
+// request to the decoder, so they are the same request to the key.
+func TestIdempotencyKeyOfAnEmptyBody(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	quote := e.open(e.contoso)
+	e.must(200, "PUT", quotePath(quote, "/seats"), map[string]any{"product_code": "EMAIL-SEC", "total_seats": 700})
+	key := "empty-" + e.sfx
+	first := e.must(200, "POST", quotePath(quote, "/save"), nil, "Idempotency-Key", key)
+	for _, body := range []string{"{}", "null", " "} {
+		e.sameAnswer(first, e.do("POST", quotePath(quote, "/save"), e.alex, body, "Idempotency-Key", key))
+	}
+	if got := e.eventCount(quote); got != 3 {
+		t.Errorf("%d events, want 3 (opened, seats, one save)", got)
 	}
 }

@@ -120,8 +120,14 @@ func canonicalJSON(body []byte) []byte {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
-	if len(bytes.TrimSpace(body)) == 0 || dec.Decode(&v) != nil {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return []byte("{}") // an empty body is read as {}
+	}
+	if dec.Decode(&v) != nil {
 		return body
+	}
+	if v == nil {
+		return []byte("{}") // and so is null
 	}
 	out, err := json.Marshal(v)
 	if err != nil {

@@ -30,7 +30,7 @@ func (Customers) Apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, eve
 	b := &pgx.Batch{}
 	sql := `INSERT INTO ` + table.Sanitize() + ` AS v
     (customer_id, msp_id, name, sort_name, initial, currency, total_users, monthly_total, version, lines)
-VALUES ($1, $2, $3, lower($3), $4, $5, $6, $7, $8, $9)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (customer_id) DO UPDATE SET
     msp_id = EXCLUDED.msp_id, name = EXCLUDED.name, sort_name = EXCLUDED.sort_name,
     initial = EXCLUDED.initial, currency = EXCLUDED.currency, total_users = EXCLUDED.total_users,
@@ -49,7 +49,9 @@ WHERE v.version < EXCLUDED.version`
 		if err != nil {
 			return fmt.Errorf("project customer %s: %w", s.id, err)
 		}
-		b.Queue(sql, c.ID(), c.MSPID(), c.Name(), Initial(c.Name()), c.Currency(), c.TotalUsers(), c.MonthlyTotal().String(),
+		// Lower-cased in Go, not by SQL's lower(), which depends on the
+		// database's locale ("É" stays "É" in a C-locale database).
+		b.Queue(sql, c.ID(), c.MSPID(), c.Name(), strings.ToLower(c.Name()), Initial(c.Name()), c.Currency(), c.TotalUsers(), c.MonthlyTotal().String(),
 			c.Version(), linesJSON)
 	}
 	if err := upsertAll(ctx, tx, b); err != nil {

@@ -178,8 +178,8 @@ func (q *Queries) Customers(ctx context.Context, mspID string, f CustomerFilter)
 		where = append(where, "initial = "+arg(f.Letter))
 	}
 	if f.Query != "" {
-		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Query) + "%"
-		where = append(where, `sort_name LIKE lower(`+arg(like)+`) COLLATE "C"`)
+		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(f.Query)) + "%"
+		where = append(where, `sort_name LIKE `+arg(like)+` COLLATE "C"`)
 	}
 	if f.Cursor != "" {
 		name, id, err := decodeCursor(f.Cursor)

@@ -91,24 +91,36 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 
 	var at eventstore.Cursor
 	var done int64
-	for {
-		var n int
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			var err error
-			n, at, err = apply(ctx, tx, p, r.beside, eventstore.ReadLogTx, at)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+	// follow applies the log after at, one transaction per batch, until
+	// it has read all that ReadLog gives now.
+	follow := func() error {
+		for {
+			var n int
+			err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				var err error
+				n, at, err = apply(ctx, tx, p, r.beside, eventstore.ReadLogTx, at)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+			}
+			if n == 0 {
+				return nil
+			}
+			done += int64(n)
+			progress(done, max(total, done))
 		}
-		if n == 0 {
-			break
-		}
-		done += int64(n)
-		progress(done, max(total, done))
+	}
+	if err := follow(); err != nil {
+		return err
 	}
 	if err := r.createIndexes(ctx); err != nil {
 		return fmt.Errorf("rebuild %s: index %s: %w", p.Name(), r.beside.Sanitize(), err)
+	}
+	// What was appended while the indexes were built is applied before the
+	// swap locks the writers out, so that the locked part stays short.
+	if err := follow(); err != nil {
+		return err
 	}
 
 	for attempt := 1; ; attempt++ {
@@ -176,8 +188,17 @@ FROM pg_constraint WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x') 
 		return err
 	}
 	stmts = append(stmts, constraints...)
-	rows, err = r.conn.Query(ctx, `SELECT format('GRANT %s ON %s TO %s', a.privilege_type, $2::text,
-    CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+	// The live table's owner, storage options and grants: the swap must not
+	// take the table away from the role the service runs as.
+	rows, err = r.conn.Query(ctx, `SELECT format('ALTER TABLE %s OWNER TO %I', $2::text, pg_get_userbyid(relowner))
+FROM pg_class WHERE oid = $1::regclass
+UNION ALL
+SELECT format('ALTER TABLE %s SET (%s)', $2::text, array_to_string(reloptions, ', '))
+FROM pg_class WHERE oid = $1::regclass AND reloptions IS NOT NULL
+UNION ALL
+SELECT format('GRANT %s ON %s TO %s%s', a.privilege_type, $2::text,
+    CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+    CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
 FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = $1::regclass AND a.grantee <> c.relowner`, r.live.Sanitize(), r.beside.Sanitize())
 	if err != nil {
 		return err

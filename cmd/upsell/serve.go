@@ -37,6 +37,9 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{"serve takes no arguments"}
 	}
+	if *keyTTL < time.Minute {
+		return usageError{fmt.Sprintf("--idempotency-ttl %s is too short: keys must outlive a client's retries (at least 1m)", *keyTTL)}
+	}
 	pool, err := c.connect(ctx)
 	if err != nil {
 		return err
@@ -118,7 +121,7 @@ func ready(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	if len(pending) > 0 {
-		return fmt.Errorf("migrations pending: %s", strings.Join(pending, ", "))
+		return &handlers.ReadinessError{Reason: "migrations pending: " + strings.Join(pending, ", ")}
 	}
 	return nil
 }
