@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/upsell-dev/upsell/app"
 	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
 )
@@ -99,15 +100,7 @@ func (s *streamEvents) history(ctx context.Context, tx pgx.Tx) ([]domain.Event, 
 	if int64(len(stored)) != last.Version {
 		return nil, fmt.Errorf("stream %s: %d events up to version %d", s.id, len(stored), last.Version)
 	}
-	out := make([]domain.Event, len(stored))
-	for i, e := range stored {
-		d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Data)
-		if err != nil {
-			return nil, fmt.Errorf("stream %s version %d: %w", e.StreamID, e.Version, err)
-		}
-		out[i] = d
-	}
-	return out, nil
+	return app.DecodeEvents(stored)
 }
 
 // upsertAll runs one version-guarded upsert per stream in one round trip.

@@ -272,16 +272,11 @@ func (r *rebuild) swap(ctx context.Context, tx pgx.Tx, at eventstore.Cursor) (in
 	if r.p.Async() {
 		// The checkpoint may only move as far as ReadLog reads: below the
 		// oldest transaction still open, so that nothing commits behind it.
-		for {
-			n, next, err := apply(ctx, tx, r.p, r.beside, eventstore.ReadLogTx, at)
-			if err != nil {
-				return applied, err
-			}
-			if n == 0 {
-				break
-			}
-			applied, at = applied+int64(n), next
+		n, next, err := drain(ctx, tx, r.p, r.beside, eventstore.ReadLogTx, at)
+		if err != nil {
+			return applied, err
 		}
+		applied, at = n, next
 		if err := setCheckpoint(ctx, tx, name, at); err != nil {
 			return applied, err
 		}
@@ -289,28 +284,39 @@ func (r *rebuild) swap(ctx context.Context, tx pgx.Tx, at eventstore.Cursor) (in
 	// Then everything committed: rows must not go back in time at the swap.
 	// An asynchronous projector applies these again later; its upserts
 	// leave a row that is already at that version as it is.
-	for {
-		n, next, err := apply(ctx, tx, r.p, r.beside, eventstore.ReadCommittedTx, at)
-		if err != nil {
-			return applied, err
-		}
-		if n == 0 {
-			break
-		}
-		applied, at = applied+int64(n), next
+	n, _, err := drain(ctx, tx, r.p, r.beside, eventstore.ReadCommittedTx, at)
+	applied += n
+	if err != nil {
+		return applied, err
 	}
 	retired := pgx.Identifier{retiredSchema, r.p.Table()}
-	_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+retired.Sanitize()+`;
+	_, err = tx.Exec(ctx, `DROP TABLE IF EXISTS `+retired.Sanitize()+`;
 ALTER TABLE `+r.live.Sanitize()+` SET SCHEMA `+pgx.Identifier{retiredSchema}.Sanitize()+`;
 ALTER TABLE `+r.beside.Sanitize()+` SET SCHEMA `+pgx.Identifier{r.liveSchema}.Sanitize()+`;
 DROP TABLE `+retired.Sanitize())
 	return applied, err
 }
 
+// reader reads the log after a cursor: eventstore.ReadLogTx or
+// ReadCommittedTx.
+type reader func(context.Context, eventstore.DBTX, eventstore.Cursor, int) ([]eventstore.Event, eventstore.Cursor, error)
+
+// drain applies to table, within tx, every event read gives after the
+// cursor; it returns how many and the cursor of the last.
+func drain(ctx context.Context, tx pgx.Tx, p Projection, table pgx.Identifier, read reader, at eventstore.Cursor) (int64, eventstore.Cursor, error) {
+	var applied int64
+	for {
+		n, next, err := apply(ctx, tx, p, table, read, at)
+		if err != nil || n == 0 {
+			return applied, at, err
+		}
+		applied, at = applied+int64(n), next
+	}
+}
+
 // apply reads the next batch after the cursor with read and applies it to
 // table; it returns how many events that was and the new cursor.
-func apply(ctx context.Context, tx pgx.Tx, p Projection, table pgx.Identifier,
-	read func(context.Context, eventstore.DBTX, eventstore.Cursor, int) ([]eventstore.Event, eventstore.Cursor, error),
+func apply(ctx context.Context, tx pgx.Tx, p Projection, table pgx.Identifier, read reader,
 	at eventstore.Cursor) (int, eventstore.Cursor, error) {
 	events, next, err := read(ctx, tx, at, RebuildBatch)
 	if err != nil || len(events) == 0 {

@@ -8,7 +8,6 @@ import (
 	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
 	"github.com/upsell-dev/upsell/importer"
-	"github.com/upsell-dev/upsell/migrations"
 )
 
 func cmdImport(ctx context.Context, c *cli, args []string) error {
@@ -29,14 +28,9 @@ func cmdImport(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	pool, err := c.connect(ctx)
+	pool, err := c.connectCurrent(ctx)
 	if err != nil {
 		return err
-	}
-	if pending, err := migrations.Pending(ctx, pool); err != nil {
-		return err
-	} else if len(pending) > 0 {
-		return fmt.Errorf("the database schema is not current (pending: %v): run `upsell migrate` first", pending)
 	}
 	rep, err := importer.Import(ctx, eventstore.New(pool), file, domain.SystemClock{})
 	if err != nil {

@@ -12,10 +12,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/upsell-dev/upsell/migrations"
 )
 
 const usage = `upsell: change orders for MSP partner portals, event-sourced on PostgreSQL.
@@ -155,6 +158,23 @@ func (c *cli) connect(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("PostgreSQL at %s does not answer: %w", cfg.ConnConfig.Host, err)
 	}
 	c.pool = pool
+	return pool, nil
+}
+
+// connectCurrent is connect for commands that need the schema as this
+// binary knows it: pending migrations are refused, naming the fix.
+func (c *cli) connectCurrent(ctx context.Context) (*pgxpool.Pool, error) {
+	pool, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pending, err := migrations.Pending(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	if len(pending) > 0 {
+		return nil, fmt.Errorf("the database schema is not current (pending: %s): run `upsell migrate` first", strings.Join(pending, ", "))
+	}
 	return pool, nil
 }
 

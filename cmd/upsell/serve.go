@@ -40,14 +40,9 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	if *keyTTL < time.Minute {
 		return usageError{fmt.Sprintf("--idempotency-ttl %s is too short: keys must outlive a client's retries (at least 1m)", *keyTTL)}
 	}
-	pool, err := c.connect(ctx)
+	pool, err := c.connectCurrent(ctx)
 	if err != nil {
 		return err
-	}
-	if pending, err := migrations.Pending(ctx, pool); err != nil {
-		return err
-	} else if len(pending) > 0 {
-		return fmt.Errorf("the database schema is not current (pending: %s): run `upsell migrate` first", strings.Join(pending, ", "))
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
