@@ -16,7 +16,9 @@ const (
 
 // Event is a fact recorded by an aggregate. Events are past tense and are
 // never edited or deleted; their JSON form is the contract with downstream
-// billing and auditors, so fields are only ever added.
+// billing and auditors (schemas/events/<Type>.v<N>.json, docs/events.md), so
+// fields are only ever added, each addition in a new schema version with an
+// upcaster from the previous one (upcast.go).
 type Event interface {
 	EventType() string
 }
@@ -144,19 +146,90 @@ type AcknowledgementsGiven struct {
 	At                time.Time `json:"at"`
 }
 
-// OrderSubmitted places the reviewed order; the quote is closed.
+// OrderSubmitted places the reviewed order; the quote is closed. Its lines
+// are the reviewed ones; in JSON (schema version 2) each also carries the
+// per-line deltas billing needs (see SubmittedLines).
 type OrderSubmitted struct {
-	CustomerID        string      `json:"customer_id"`
-	BaselineVersion   int64       `json:"baseline_version"`
-	Lines             []OrderLine `json:"lines"`
-	TotalUsers        int         `json:"total_users"`
-	PriorMonthlyTotal Money       `json:"prior_monthly_total"`
-	NewMonthlyTotal   Money       `json:"new_monthly_total"`
-	MonthlyDifference Money       `json:"monthly_difference"`
-	AcknowledgedBy    string      `json:"acknowledged_by"`
-	AcknowledgedAt    time.Time   `json:"acknowledged_at"`
-	SubmittedBy       string      `json:"submitted_by"`
-	SubmittedAt       time.Time   `json:"submitted_at"`
+	CustomerID        string         `json:"customer_id"`
+	BaselineVersion   int64          `json:"baseline_version"`
+	Lines             SubmittedLines `json:"lines"`
+	TotalUsers        int            `json:"total_users"`
+	PriorMonthlyTotal Money          `json:"prior_monthly_total"`
+	NewMonthlyTotal   Money          `json:"new_monthly_total"`
+	MonthlyDifference Money          `json:"monthly_difference"`
+	AcknowledgedBy    string         `json:"acknowledged_by"`
+	AcknowledgedAt    time.Time      `json:"acknowledged_at"`
+	SubmittedBy       string         `json:"submitted_by"`
+	SubmittedAt       time.Time      `json:"submitted_at"`
+}
+
+// QuantityChange is the seats the order adds to the line: current quantity
+// minus prior quantity (never negative: an upsell never lowers a quantity).
+func (l OrderLine) QuantityChange() int { return l.CurrentQuantity - l.PriorQuantity }
+
+// MonthlyChange is what the line's monthly payment changes by: current
+// payment minus prior payment, exact (both are rounded to the currency's
+// minor unit, so the difference is too). It may be negative when a higher
+// tier's lower unit price outweighs the added seats.
+func (l OrderLine) MonthlyChange() Money { return l.CurrentPayment.Sub(l.PriorPayment) }
+
+// SubmittedLines are the lines of a submitted order. In Go they are the
+// reviewed OrderLines, whose deltas are the methods QuantityChange and
+// MonthlyChange; in JSON each line also carries them as quantity_change
+// (an integer) and monthly_change (Money), which downstream billing reads
+// (OrderSubmitted schema version 2). Reading requires both and checks that
+// they agree with the line: a fact that contradicts itself is refused.
+// Being a []OrderLine, it takes the reviewed lines as they are, and gives
+// them as they are to SubscriptionAmended, whose lines stay version 1.
+type SubmittedLines []OrderLine
+
+// submittedLineJSON is one line of OrderSubmitted v2 as it travels.
+type submittedLineJSON struct {
+	OrderLine
+	QtyChange *int   `json:"quantity_change"`
+	PayChange *Money `json:"monthly_change"`
+}
+
+// MarshalJSON writes each line with its quantity_change and monthly_change.
+func (ls SubmittedLines) MarshalJSON() ([]byte, error) {
+	out := make([]submittedLineJSON, len(ls))
+	for i, l := range ls {
+		q, m := l.QuantityChange(), l.MonthlyChange()
+		out[i] = submittedLineJSON{OrderLine: l, QtyChange: &q, PayChange: &m}
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads lines of OrderSubmitted v2. A line without its deltas
+// (a version 1 line that was not upcast) or with deltas that do not match
+// its quantities and payments is an error.
+func (ls *SubmittedLines) UnmarshalJSON(b []byte) error {
+	var in []submittedLineJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	if in == nil {
+		*ls = nil
+		return nil
+	}
+	out := make(SubmittedLines, len(in))
+	for i, l := range in {
+		switch {
+		case l.QtyChange == nil:
+			return fmt.Errorf("lines[%d] (%s): quantity_change is missing", i, l.ProductCode)
+		case l.PayChange == nil:
+			return fmt.Errorf("lines[%d] (%s): monthly_change is missing", i, l.ProductCode)
+		case *l.QtyChange != l.QuantityChange():
+			return fmt.Errorf("lines[%d] (%s): quantity_change %d is not current_quantity %d - prior_quantity %d",
+				i, l.ProductCode, *l.QtyChange, l.CurrentQuantity, l.PriorQuantity)
+		case !l.PayChange.Equal(l.MonthlyChange()):
+			return fmt.Errorf("lines[%d] (%s): monthly_change %s is not current_payment %s - prior_payment %s",
+				i, l.ProductCode, *l.PayChange, l.CurrentPayment, l.PriorPayment)
+		}
+		out[i] = l.OrderLine
+	}
+	*ls = out
+	return nil
 }
 
 func (CustomerOnboarded) EventType() string     { return "CustomerOnboarded" }
@@ -201,7 +274,7 @@ var eventKinds = func() map[string]eventKind {
 		kindOf[QuoteCancelled](1),
 		kindOf[OrderReviewed](1),
 		kindOf[AcknowledgementsGiven](1),
-		kindOf[OrderSubmitted](1),
+		kindOf[OrderSubmitted](2),
 	} {
 		m[k.name] = k
 	}
@@ -209,7 +282,7 @@ var eventKinds = func() map[string]eventKind {
 }()
 
 // EventTypes returns every event type of the contract with its current
-// schema version.
+// schema version (the one EncodeEvent writes).
 func EventTypes() map[string]int {
 	out := make(map[string]int, len(eventKinds))
 	for name, k := range eventKinds {
@@ -231,23 +304,20 @@ func EncodeEvent(e Event) (eventType string, schemaVersion int, data []byte, err
 	return e.EventType(), k.schemaVersion, data, nil
 }
 
-// DecodeEvent turns stored data back into an event value. An unknown type
-// or a schema version newer than this code knows is an error: silently
-// dropping a fact would corrupt every state built on it.
+// DecodeEvent turns stored data back into an event value. Data of an older
+// schema version is upcast to the current one first (see Upcast). An
+// unknown type, or a schema version this code cannot read (one newer than
+// it knows, or an older one without upcasters), is an
+// *UnsupportedSchemaError: silently dropping a fact would corrupt every
+// state built on it.
 func DecodeEvent(eventType string, schemaVersion int, data []byte) (Event, error) {
-	k, ok := eventKinds[eventType]
-	if !ok {
-		return nil, fmt.Errorf("decode event: unknown type %q", eventType)
-	}
-	// Only the current version decodes into the current struct; an older one
-	// needs an upcaster, and none exists while every type is at version 1.
-	if schemaVersion != k.schemaVersion {
-		return nil, fmt.Errorf("decode %s: schema version %d is not supported (current %d, and no upcaster from %d)",
-			eventType, schemaVersion, k.schemaVersion, schemaVersion)
-	}
-	e, err := k.decode(data)
+	_, current, err := Upcast(eventType, schemaVersion, data)
 	if err != nil {
-		return nil, fmt.Errorf("decode %s: %w", eventType, err)
+		return nil, err
+	}
+	e, err := eventKinds[eventType].decode(current)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s (schema version %d): %w", eventType, schemaVersion, err)
 	}
 	return e, nil
 }
