@@ -4,7 +4,7 @@
 
 ARGS ?=
 
-.PHONY: run demo test build lint bench pg-url pg-stop clean
+.PHONY: run demo test build lint bench pg-url pg-stop nats-url nats-stop clean
 
 run:
 	bash scripts/run.sh
@@ -30,6 +30,12 @@ pg-url:
 
 pg-stop:
 	bash scripts/pg.sh stop
+
+nats-url:
+	@bash scripts/nats.sh url
+
+nats-stop:
+	bash scripts/nats.sh stop
 
 clean:
 	rm -rf bin/

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,12 +25,16 @@ type Metrics struct {
 	// ProjectedEvents counts the events each asynchronous projector
 	// applied; give Runner.OnBatch its Add.
 	ProjectedEvents *prometheus.CounterVec
+	// RelayedEvents counts the events this instance's relay published and
+	// checkpointed; give relay.Options.OnPublished its Add.
+	RelayedEvents *prometheus.CounterVec
 }
 
 // NewMetrics registers the service's metrics. With a pool it also reports
-// each asynchronous projection's lag, read from the database at scrape
-// time.
-func NewMetrics(pool *pgxpool.Pool) *Metrics {
+// each asynchronous projection's lag, and the lag of each relay named (by
+// its checkpoint name, e.g. relay.postgres), read from the database at
+// scrape time.
+func NewMetrics(pool *pgxpool.Pool, relays ...string) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -45,11 +50,14 @@ func NewMetrics(pool *pgxpool.Pool) *Metrics {
 		ProjectedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upsell_projection_events_total", Help: "Events applied by this instance's asynchronous projectors.",
 		}, []string{"projection"}),
+		RelayedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "upsell_relay_events_total", Help: "Events published (and checkpointed) by this instance's relay, by transport.",
+		}, []string{"relay"}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency, m.eventsAppended, m.ProjectedEvents,
+	m.Registry.MustRegister(m.requests, m.latency, m.eventsAppended, m.ProjectedEvents, m.RelayedEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
-		m.Registry.MustRegister(&lagCollector{pool: pool})
+		m.Registry.MustRegister(&lagCollector{pool: pool, relays: relays})
 	}
 	return m
 }
@@ -71,18 +79,27 @@ func (m *Metrics) observeRequest(method, route string, status int, d time.Durati
 // lagCollector reports how far each asynchronous projection is behind the
 // log: events not yet applied (counted up to a cap, so a scrape stays
 // cheap) and the age of the oldest of them.
-type lagCollector struct{ pool *pgxpool.Pool }
+type lagCollector struct {
+	pool   *pgxpool.Pool
+	relays []string
+}
 
 var (
 	lagEventsDesc = prometheus.NewDesc("upsell_projection_lag_events",
 		"Events in the log that the projection has not applied yet (at most 1,000,000 are counted).", []string{"projection"}, nil)
 	lagSecondsDesc = prometheus.NewDesc("upsell_projection_lag_seconds",
 		"Age of the oldest event the projection has not applied yet; 0 when it is current.", []string{"projection"}, nil)
+	relayLagEventsDesc = prometheus.NewDesc("upsell_relay_lag_events",
+		"Events in the log that the relay has not published yet (at most 1,000,000 are counted).", []string{"relay"}, nil)
+	relayLagSecondsDesc = prometheus.NewDesc("upsell_relay_lag_seconds",
+		"Age of the oldest event the relay has not published yet; 0 when it is current.", []string{"relay"}, nil)
 )
 
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagEventsDesc
 	ch <- lagSecondsDesc
+	ch <- relayLagEventsDesc
+	ch <- relayLagSecondsDesc
 }
 
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
@@ -92,12 +109,19 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		if !p.Async() {
 			continue
 		}
-		lag, err := projections.Lag(ctx, c.pool, p.Name())
-		if err != nil {
-			ch <- prometheus.NewInvalidMetric(lagEventsDesc, err)
-			continue
-		}
-		ch <- prometheus.MustNewConstMetric(lagEventsDesc, prometheus.GaugeValue, float64(lag.Events), p.Name())
-		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, lag.Age.Seconds(), p.Name())
+		c.collect(ctx, ch, p.Name(), p.Name(), lagEventsDesc, lagSecondsDesc)
 	}
+	for _, name := range c.relays {
+		c.collect(ctx, ch, name, strings.TrimPrefix(name, "relay."), relayLagEventsDesc, relayLagSecondsDesc)
+	}
+}
+
+func (c *lagCollector) collect(ctx context.Context, ch chan<- prometheus.Metric, checkpoint, label string, events, seconds *prometheus.Desc) {
+	lag, err := projections.Lag(ctx, c.pool, checkpoint)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(events, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(events, prometheus.GaugeValue, float64(lag.Events), label)
+	ch <- prometheus.MustNewConstMetric(seconds, prometheus.GaugeValue, lag.Age.Seconds(), label)
 }

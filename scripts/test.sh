@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test.sh: what `make test` and CI run: find/start PostgreSQL, then gofmt,
-# go vet, staticcheck and the race-enabled tests.
+# test.sh: what `make test` and CI run: find/start PostgreSQL and NATS
+# (scripts/pg.sh, scripts/nats.sh), then gofmt, go vet, staticcheck and the
+# race-enabled tests.
 #
 #   scripts/test.sh                        everything, tests over ./...
 #   scripts/test.sh -run Foo ./eventstore/ extra args go to `go test`
@@ -25,6 +26,10 @@ if [ -z "$lint_only" ]; then
 	DATABASE_URL="$(bash scripts/pg.sh url)"
 	export DATABASE_URL
 	step "PostgreSQL: $(sed -E 's#(://[^:/@]*):[^@/]*@#\1:xxxxx@#' <<<"$DATABASE_URL")"
+	# The relay's NATS JetStream transport is tested against a real server.
+	NATS_URL="$(bash scripts/nats.sh url)"
+	export NATS_URL
+	step "NATS: $NATS_URL"
 fi
 
 step "gofmt -l"

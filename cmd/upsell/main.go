@@ -32,10 +32,18 @@ Usage:
                             the projectors
   upsell rebuild [NAME]     rebuild read models from the events (all, or one of:
                             quotes, customers) without stopping the API
+  upsell relay              publish the event log to the message transport
+                            (serve runs it too); --publish URL
+  upsell billing-tail [--from-start]
+                            follow submitted orders as downstream billing does
+  upsell status             projector and relay positions and lag
 
 Environment:
-  DATABASE_URL   PostgreSQL connection URL (required), e.g.
-                 postgres://postgres@127.0.0.1:5432/upsell?sslmode=disable
+  DATABASE_URL        PostgreSQL connection URL (required), e.g.
+                      postgres://postgres@127.0.0.1:5432/upsell?sslmode=disable
+  UPSELL_PUBLISH_URL  where the relay publishes and billing-tail reads: empty or
+                      postgres (the topic upsell_events in DATABASE_URL's
+                      database, the default), or nats://HOST:PORT (JetStream)
 `
 
 func main() {
@@ -59,11 +67,14 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		return 0
 	}
 	cmds := map[string]func(context.Context, *cli, []string) error{
-		"migrate": cmdMigrate,
-		"import":  cmdImport,
-		"demo":    cmdDemo,
-		"serve":   cmdServe,
-		"rebuild": cmdRebuild,
+		"migrate":      cmdMigrate,
+		"import":       cmdImport,
+		"demo":         cmdDemo,
+		"serve":        cmdServe,
+		"rebuild":      cmdRebuild,
+		"relay":        cmdRelay,
+		"billing-tail": cmdBillingTail,
+		"status":       cmdStatus,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

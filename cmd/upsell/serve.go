@@ -16,6 +16,7 @@ import (
 	"github.com/upsell-dev/upsell/handlers"
 	"github.com/upsell-dev/upsell/migrations"
 	"github.com/upsell-dev/upsell/projections"
+	"github.com/upsell-dev/upsell/relay"
 )
 
 // newService is the application layer as every command of this binary uses
@@ -31,6 +32,7 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("serve")
 	addr := fs.String("addr", "127.0.0.1:8080", "`host:port` to listen on")
 	keyTTL := fs.Duration("idempotency-ttl", handlers.DefaultIdempotencyTTL, "how long an Idempotency-Key's response is kept for replay")
+	publish := fs.String("publish", "", publishHelp)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -40,6 +42,10 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	if *keyTTL < time.Minute {
 		return usageError{fmt.Sprintf("--idempotency-ttl %s is too short: keys must outlive a client's retries (at least 1m)", *keyTTL)}
 	}
+	transport, err := c.transport(*publish)
+	if err != nil {
+		return err
+	}
 	pool, err := c.connectCurrent(ctx)
 	if err != nil {
 		return err
@@ -48,7 +54,7 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	metrics := handlers.NewMetrics(pool)
+	metrics := handlers.NewMetrics(pool, transport.CheckpointName())
 	var runners []*projections.Runner
 	for _, p := range projections.All() {
 		if p.Async() {
@@ -76,6 +82,10 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 		wg.Go(func() { _ = r.Run(projCtx) })
 	}
 	wg.Go(func() { purgeIdempotencyKeys(projCtx, pool, *keyTTL, c) })
+	relayed := metrics.RelayedEvents.WithLabelValues(transport.Kind)
+	wg.Go(func() {
+		runRelay(projCtx, pool, transport, c, relay.Options{OnPublished: func(n int) { relayed.Add(float64(n)) }})
+	})
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/upsell-dev/upsell/eventstore"
+	"github.com/upsell-dev/upsell/projections"
+)
+
+// followerStatus is one reader of the log: a projector or a relay.
+type followerStatus struct {
+	Name          string    `json:"name"`
+	Kind          string    `json:"kind"` // projection or relay
+	Checkpoint    string    `json:"checkpoint"`
+	LagEvents     int64     `json:"lag_events"`
+	LagSeconds    float64   `json:"lag_seconds"`
+	LastMovedAt   time.Time `json:"last_moved_at"`
+	LeaderRunning bool      `json:"leader_running"`
+}
+
+type statusReport struct {
+	Head      string           `json:"head"`
+	Events    int64            `json:"events"`
+	Followers []followerStatus `json:"followers"`
+}
+
+// cmdStatus prints where the projectors and relays are in the log and how
+// far behind they are.
+func cmdStatus(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("status")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"status takes no arguments"}
+	}
+	pool, err := c.connectCurrent(ctx)
+	if err != nil {
+		return err
+	}
+	head, err := eventstore.New(pool).Head(ctx)
+	if err != nil {
+		return err
+	}
+	r := statusReport{Head: head.String(), Followers: []followerStatus{}}
+	// Counted below a million rows, else the planner's estimate: counting
+	// millions of rows is not what a status is for.
+	if err := pool.QueryRow(ctx, `SELECT CASE WHEN reltuples < 1000000 THEN (SELECT count(*) FROM events) ELSE reltuples::bigint END
+FROM pg_class WHERE oid = 'events'::regclass`).Scan(&r.Events); err != nil {
+		return fmt.Errorf("count events: %w", err)
+	}
+	rows, err := pool.Query(ctx, `SELECT c.name, c.updated_at,
+    EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+            AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('upsell.projection.' || c.name, 0))
+FROM projection_checkpoints c ORDER BY c.name`)
+	if err != nil {
+		return fmt.Errorf("read checkpoints: %w", err)
+	}
+	for rows.Next() {
+		var f followerStatus
+		if err := rows.Scan(&f.Name, &f.LastMovedAt, &f.LeaderRunning); err != nil {
+			rows.Close()
+			return err
+		}
+		f.Kind = "projection"
+		if len(f.Name) > 6 && f.Name[:6] == "relay." {
+			f.Kind = "relay"
+		}
+		r.Followers = append(r.Followers, f)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := range r.Followers {
+		f := &r.Followers[i]
+		at, err := projections.Checkpoint(ctx, pool, f.Name)
+		if err != nil {
+			return err
+		}
+		lag, err := projections.Lag(ctx, pool, f.Name)
+		if err != nil {
+			return err
+		}
+		f.Checkpoint, f.LagEvents, f.LagSeconds = at.String(), lag.Events, lag.Age.Seconds()
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Fprintf(c.stdout, "log head %s (about %d events)\n\n", r.Head, r.Events)
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tCHECKPOINT\tBEHIND (EVENTS)\tBEHIND (TIME)\tLAST MOVED\tLEADER")
+	for _, f := range r.Followers {
+		leader := "none running"
+		if f.LeaderRunning {
+			leader = "running"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.Name, f.Kind, f.Checkpoint, f.LagEvents,
+			(time.Duration(f.LagSeconds * float64(time.Second))).Round(time.Millisecond), f.LastMovedAt.UTC().Format(time.RFC3339), leader)
+	}
+	return tw.Flush()
+}
