@@ -4,7 +4,7 @@
 
 ARGS ?=
 
-.PHONY: run demo test build lint bench pg-url pg-stop nats-url nats-stop clean
+.PHONY: run demo test build lint bench bench-relay pg-url pg-stop nats-url nats-stop clean
 
 run:
 	bash scripts/run.sh
@@ -24,6 +24,9 @@ lint:
 # The benchmark gets the same server as the tests.
 bench:
 	url="$$(bash scripts/pg.sh url)" && DATABASE_URL="$$url" bash scripts/bench-append.sh $(ARGS)
+
+bench-relay:
+	url="$$(bash scripts/pg.sh url)" && DATABASE_URL="$$url" bash scripts/bench-relay.sh $(ARGS)
 
 pg-url:
 	@bash scripts/pg.sh url
