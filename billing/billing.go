@@ -88,12 +88,15 @@ func NewConsumer(capacity int, handle func(ctx context.Context, o Order) error) 
 }
 
 // Run handles the messages of sub's topic until ctx ends or the
-// subscription closes.
+// subscription closes. When ctx ends it closes sub, so that what was
+// acknowledged is stored (a subscription cancelled by its context can drop
+// the acknowledgements of its last batch, which then come again).
 func (c *Consumer) Run(ctx context.Context, sub message.Subscriber, topic string) error {
-	msgs, err := sub.Subscribe(ctx, topic)
+	msgs, err := sub.Subscribe(context.WithoutCancel(ctx), topic)
 	if err != nil {
 		return fmt.Errorf("subscribe to %s: %w", topic, err)
 	}
+	defer sub.Close()
 	for {
 		select {
 		case <-ctx.Done():
@@ -163,6 +166,7 @@ type Seen struct {
 
 // NewSeen remembers up to capacity ids.
 func NewSeen(capacity int) *Seen {
+	capacity = max(capacity, 1)
 	return &Seen{ids: make(map[string]struct{}, capacity), ring: make([]string, capacity)}
 }
 

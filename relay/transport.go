@@ -200,34 +200,52 @@ func (t Transport) Subscriber(ctx context.Context, pool *pgxpool.Pool, opts Subs
 	if err != nil {
 		return nil, nil, err
 	}
-	subOpts := []nats.SubOpt{nats.AckExplicit(), nats.MaxAckPending(1)}
+	// The durable consumer is made here and bound to, not left to the
+	// subscription: nats.go deletes a consumer it created itself when the
+	// subscription ends, and the group would lose its position.
 	_, err = js.ConsumerInfo(t.Topic, opts.Group, nats.Context(ctx))
 	exists := err == nil
 	if err != nil && !errors.Is(err, nats.ErrConsumerNotFound) {
 		conn.Close()
 		return nil, nil, fmt.Errorf("NATS: look up consumer %s: %w", opts.Group, err)
 	}
-	switch {
-	case opts.FromStart:
-		if exists {
-			if err := js.DeleteConsumer(t.Topic, opts.Group, nats.Context(ctx)); err != nil && !errors.Is(err, nats.ErrConsumerNotFound) {
-				conn.Close()
-				return nil, nil, fmt.Errorf("NATS: reset consumer %s: %w", opts.Group, err)
-			}
+	if exists && opts.FromStart {
+		if err := js.DeleteConsumer(t.Topic, opts.Group, nats.Context(ctx)); err != nil && !errors.Is(err, nats.ErrConsumerNotFound) {
+			conn.Close()
+			return nil, nil, fmt.Errorf("NATS: reset consumer %s: %w", opts.Group, err)
 		}
-		subOpts = append(subOpts, nats.DeliverAll())
-	case !exists:
-		subOpts = append(subOpts, nats.DeliverNew())
+		exists = false
 	}
+	if !exists {
+		deliver := nats.DeliverNewPolicy
+		if opts.FromStart {
+			deliver = nats.DeliverAllPolicy
+		}
+		_, err := js.AddConsumer(t.Topic, &nats.ConsumerConfig{
+			Durable:        opts.Group,
+			Description:    "upsell consumer group " + opts.Group,
+			DeliverSubject: nats.NewInbox(),
+			DeliverPolicy:  deliver,
+			AckPolicy:      nats.AckExplicitPolicy,
+			AckWait:        30 * time.Second,
+			// One message in flight: a redelivery can never overtake the
+			// next message, so the stream's order holds.
+			MaxAckPending: 1,
+		}, nats.Context(ctx))
+		if err != nil {
+			conn.Close()
+			return nil, nil, fmt.Errorf("NATS: create consumer %s: %w", opts.Group, err)
+		}
+	}
+	subOpts := []nats.SubOpt{nats.Bind(t.Topic, opts.Group), nats.ManualAck()}
 	sub, err := wnats.NewSubscriberWithNatsConn(conn, wnats.SubscriberSubscriptionConfig{
 		Unmarshaler:      &wnats.NATSMarshaler{},
 		SubscribersCount: 1, // one callback at a time keeps the stream's order
 		AckWaitTimeout:   30 * time.Second,
 		CloseTimeout:     5 * time.Second,
-		JetStream: wnats.JetStreamConfig{
-			DurablePrefix:    opts.Group,
-			SubscribeOptions: subOpts,
-		},
+		// With DurablePrefix alone watermill-nats would bind to no stream;
+		// with Bind the library uses the consumer and never deletes it.
+		JetStream: wnats.JetStreamConfig{DurablePrefix: opts.Group, SubscribeOptions: subOpts},
 	}, logger)
 	if err != nil {
 		conn.Close()

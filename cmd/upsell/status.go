@@ -18,7 +18,7 @@ type followerStatus struct {
 	Checkpoint    string    `json:"checkpoint"`
 	LagEvents     int64     `json:"lag_events"`
 	LagSeconds    float64   `json:"lag_seconds"`
-	LastMovedAt   time.Time `json:"last_moved_at"`
+	LastMovedAt   time.Time `json:"last_moved_at"` // zero: never ran
 	LeaderRunning bool      `json:"leader_running"`
 }
 
@@ -54,18 +54,35 @@ func cmdStatus(ctx context.Context, c *cli, args []string) error {
 FROM pg_class WHERE oid = 'events'::regclass`).Scan(&r.Events); err != nil {
 		return fmt.Errorf("count events: %w", err)
 	}
-	rows, err := pool.Query(ctx, `SELECT c.name, c.updated_at,
+	// Every checkpoint, and those expected here that never ran: the
+	// asynchronous projections and the relay of the configured transport.
+	expected := []string{}
+	for _, p := range projections.All() {
+		if p.Async() {
+			expected = append(expected, p.Name())
+		}
+	}
+	if t, err := c.transport(""); err == nil {
+		expected = append(expected, t.CheckpointName())
+	}
+	rows, err := pool.Query(ctx, `WITH names AS (SELECT unnest($1::text[]) AS name UNION SELECT name FROM projection_checkpoints)
+SELECT n.name, c.updated_at,
     EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-            AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('upsell.projection.' || c.name, 0))
-FROM projection_checkpoints c ORDER BY c.name`)
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('upsell.projection.' || n.name, 0))
+FROM names n LEFT JOIN projection_checkpoints c USING (name) ORDER BY n.name`, expected)
 	if err != nil {
 		return fmt.Errorf("read checkpoints: %w", err)
 	}
 	for rows.Next() {
 		var f followerStatus
-		if err := rows.Scan(&f.Name, &f.LastMovedAt, &f.LeaderRunning); err != nil {
+		var moved *time.Time
+		if err := rows.Scan(&f.Name, &moved, &f.LeaderRunning); err != nil {
 			rows.Close()
 			return err
+		}
+		if moved != nil {
+			f.LastMovedAt = *moved
 		}
 		f.Kind = "projection"
 		if len(f.Name) > 6 && f.Name[:6] == "relay." {
@@ -102,8 +119,12 @@ FROM projection_checkpoints c ORDER BY c.name`)
 		if f.LeaderRunning {
 			leader = "running"
 		}
+		moved := "never ran"
+		if !f.LastMovedAt.IsZero() {
+			moved = f.LastMovedAt.UTC().Format(time.RFC3339)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.Name, f.Kind, f.Checkpoint, f.LagEvents,
-			(time.Duration(f.LagSeconds * float64(time.Second))).Round(time.Millisecond), f.LastMovedAt.UTC().Format(time.RFC3339), leader)
+			(time.Duration(f.LagSeconds * float64(time.Second))).Round(time.Millisecond), moved, leader)
 	}
 	return tw.Flush()
 }
