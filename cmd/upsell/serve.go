@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "`host:port` to listen on")
 	keyTTL := fs.Duration("idempotency-ttl", handlers.DefaultIdempotencyTTL, "how long an Idempotency-Key's response is kept for replay")
 	publish := fs.String("publish", "", publishHelp)
+	pprofAddr := fs.String("pprof", "", "also serve net/http/pprof on `host:port` (e.g. 127.0.0.1:6060; keep it private)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -53,6 +55,14 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		stopPprof, err := servePprof(*pprofAddr, c)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer stopPprof()
 	}
 	metrics := handlers.NewMetrics(pool, transport.CheckpointName())
 	var runners []*projections.Runner
@@ -114,6 +124,25 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 		err = nil
 	}
 	return err
+}
+
+// servePprof serves the profiler on its own listener, apart from the API:
+// profiles show internals and must not be reachable where the API is.
+func servePprof(addr string, c *cli) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	c.log.Info("profiler listening", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { _ = srv.Close() }, nil
 }
 
 // ready is /readyz: the database answers and its schema is current.
