@@ -37,6 +37,8 @@ Usage:
   upsell billing-tail [--from-start]
                             follow submitted orders as downstream billing does
   upsell status             projector and relay positions and lag
+  upsell loadgen [flags]    drive a running server as MSP staff do; report
+                            throughput, latency percentiles and errors
 
 Environment:
   DATABASE_URL        PostgreSQL connection URL (required), e.g.
@@ -75,6 +77,7 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		"relay":        cmdRelay,
 		"billing-tail": cmdBillingTail,
 		"status":       cmdStatus,
+		"loadgen":      cmdLoadgen,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
