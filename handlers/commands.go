@@ -172,8 +172,12 @@ func parseIfMatch(h string) (*int64, error) {
 		v := int64(-1)
 		return &v, nil
 	}
-	v, err := strconv.ParseInt(strings.Trim(h, `"`), 10, 64)
-	if err != nil || v < 0 {
+	// Entity tags compare exactly (RFC 9110): "3" is the only spelling of
+	// version 3, not "03" or "+3".
+	tag, quoted := strings.CutPrefix(h, `"`)
+	tag, closed := strings.CutSuffix(tag, `"`)
+	v, err := strconv.ParseInt(tag, 10, 64)
+	if !quoted || !closed || err != nil || v < 0 || strconv.FormatInt(v, 10) != tag {
 		return nil, badRequest("invalid_if_match", "If-Match", `must be the quote's ETag, e.g. "3"; got %s`, h)
 	}
 	return &v, nil

@@ -141,6 +141,11 @@ func asOfOptions(r *http.Request) (opts eventstore.LoadOptions, asOf bool, err e
 		if err != nil {
 			return opts, false, badRequest("invalid_parameter", "as_of", "must be an RFC 3339 time such as 2026-11-25T13:00:00Z, not %q", t)
 		}
+		if at.IsZero() {
+			// The zero time means "no limit" to the store; the first
+			// instant there is comes before every quote just the same.
+			at = at.Add(time.Nanosecond)
+		}
 		opts.UpTo = at
 	default:
 		return opts, false, nil

@@ -20,7 +20,10 @@ type frame struct {
 	typ   reflect.Type // the Go type the object or array decodes into, nil when unknown
 	array bool
 	index int    // arrays: the element being read
-	key   string // objects: the key being read; "" before it
+	key   string // objects: the key being read, when hasKey
+	// hasKey: the object's key is read and its value is next ("" is a key
+	// like any other).
+	hasKey bool
 }
 
 // walkFile reads the file's tokens, tracking the path of each value and the
@@ -28,7 +31,7 @@ type frame struct {
 // key's place and whether File has such a field there) and for every scalar
 // value (with its place and the offset just past it). visit returns false to
 // stop. The file has already failed to decode, so a token error ends the walk.
-func walkFile(data []byte, visit func(p place, end int64, unknownKey string) bool) {
+func walkFile(data []byte, visit func(p place, end int64, unknownKey bool) bool) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var stack []frame
 	path := func() string {
@@ -37,7 +40,7 @@ func walkFile(data []byte, visit func(p place, end int64, unknownKey string) boo
 			switch {
 			case f.array:
 				b.WriteString("[" + strconv.Itoa(f.index) + "]")
-			case f.key != "":
+			case f.hasKey:
 				if b.Len() > 0 {
 					b.WriteByte('.')
 				}
@@ -56,7 +59,12 @@ func walkFile(data []byte, visit func(p place, end int64, unknownKey string) boo
 			return nil
 		}
 		if f.array {
-			return f.typ.Elem()
+			// An array where the format has an object or a string: the
+			// file will be refused; nothing is known of its elements.
+			if k := f.typ.Kind(); k == reflect.Slice || k == reflect.Array {
+				return f.typ.Elem()
+			}
+			return nil
 		}
 		if sf, ok := fieldByTag(f.typ, f.key); ok {
 			return sf.Type
@@ -69,7 +77,7 @@ func walkFile(data []byte, visit func(p place, end int64, unknownKey string) boo
 			if stack[n-1].array {
 				stack[n-1].index++
 			} else {
-				stack[n-1].key = ""
+				stack[n-1].key, stack[n-1].hasKey = "", false
 			}
 		}
 	}
@@ -81,14 +89,13 @@ func walkFile(data []byte, visit func(p place, end int64, unknownKey string) boo
 		}
 		at := start + int64(len(data[start:])-len(bytes.TrimLeft(data[start:], " \t\r\n,:")))
 		top := len(stack) - 1
-		if top >= 0 && !stack[top].array && stack[top].key == "" {
+		if top >= 0 && !stack[top].array && !stack[top].hasKey {
 			if key, ok := tok.(string); ok {
-				stack[top].key = key
-				unknown := ""
+				stack[top].key, stack[top].hasKey = key, true
+				unknown := false
 				if t := stack[top].typ; t != nil && t.Kind() == reflect.Struct {
-					if _, known := fieldByTag(t, key); !known {
-						unknown = key
-					}
+					_, known := fieldByTag(t, key)
+					unknown = !known
 				}
 				if !visit(place{path(), at}, dec.InputOffset(), unknown) {
 					return
@@ -107,7 +114,7 @@ func walkFile(data []byte, visit func(p place, end int64, unknownKey string) boo
 			stack = stack[:len(stack)-1]
 			done()
 		default:
-			if !visit(place{path(), at}, dec.InputOffset(), "") {
+			if !visit(place{path(), at}, dec.InputOffset(), false) {
 				return
 			}
 			done()
@@ -115,23 +122,31 @@ func walkFile(data []byte, visit func(p place, end int64, unknownKey string) boo
 	}
 }
 
+// fieldByTag finds the field a key decodes into as encoding/json does: the
+// exact name first, else one that differs only in case.
 func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
 	if t.Kind() != reflect.Struct {
 		return reflect.StructField{}, false
 	}
+	var folded reflect.StructField
+	found := false
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name == key {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == key {
 			return f, true
 		}
+		if !found && strings.EqualFold(name, key) {
+			folded, found = f, true
+		}
 	}
-	return reflect.StructField{}, false
+	return folded, found
 }
 
 // unknownField finds the first key the import format does not have.
 func unknownField(data []byte) (p place, found bool) {
-	walkFile(data, func(at place, _ int64, unknownKey string) bool {
-		if unknownKey != "" {
+	walkFile(data, func(at place, _ int64, unknownKey bool) bool {
+		if unknownKey {
 			p, found = at, true
 			return false
 		}
@@ -143,8 +158,22 @@ func unknownField(data []byte) (p place, found bool) {
 // valueAt finds the value that ends at or after offset: the one a type
 // error (whose offset is just past the value) is about.
 func valueAt(data []byte, offset int64) (p place, found bool) {
-	walkFile(data, func(at place, end int64, _ string) bool {
+	walkFile(data, func(at place, end int64, _ bool) bool {
 		if end >= offset {
+			p, found = at, true
+			return false
+		}
+		return true
+	})
+	return p, found
+}
+
+// nulString finds the first string (key or value) that holds a NUL.
+func nulString(data []byte) (p place, found bool) {
+	walkFile(data, func(at place, end int64, _ bool) bool {
+		raw := bytes.TrimLeft(data[at.offset:end], " \t\r\n,:")
+		var s string
+		if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil && strings.ContainsRune(s, 0) {
 			p, found = at, true
 			return false
 		}

@@ -132,6 +132,14 @@ func Parse(r io.Reader) (*File, error) {
 		line, col := position(data, int64(len(data)-len(rest)))
 		return nil, &InvalidFileError{Problems: []Problem{{Message: fmt.Sprintf("line %d, column %d: unexpected data after the top-level object", line, col)}}}
 	}
+	// PostgreSQL text cannot hold NUL: refuse it here, with its place, not
+	// halfway through the import.
+	if bytes.Contains(data, []byte(`\u0000`)) {
+		if p, found := nulString(data); found {
+			line, col := position(data, p.offset)
+			return nil, &InvalidFileError{Problems: []Problem{{Path: p.path, Message: fmt.Sprintf("line %d, column %d: text must not contain NUL (\\u0000)", line, col)}}}
+		}
+	}
 	return &f, nil
 }
 
