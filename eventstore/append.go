@@ -26,18 +26,51 @@ import (
 // insert therefore also requires this transaction's id to be above the
 // head's: per stream, log order is version order. A transaction refused that
 // way sees a version conflict, and a retry in a new transaction succeeds.
+//
+// Each event's hash chains to the previous one's (see hash.go): the head's
+// hash is read with its version, and upsell_event_hash (migration 005),
+// which the planner inlines, hashes the event. recorded_at is set to now(),
+// the column's default, so that the hash covers exactly the value stored.
+// Two writers that read the same head both chain to it; the unique key
+// refuses the second. appendSQL takes one event, the usual case, as plain
+// parameters; appendManySQL chains several, given as arrays.
 const appendSQL = `INSERT INTO events
-    (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
-SELECT e.event_id, $1, $2, head.version + e.n, e.event_type, e.schema_version, e.data, e.metadata
-FROM (SELECT coalesce(h.version, 0) AS version, h.transaction_id AS xid
+    (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash)
+SELECT $4::uuid, $1, $2, head.version + 1, $5::text, $6::integer, $7::jsonb, $8::jsonb, now(),
+       upsell_event_hash(head.hash, $4::uuid, $1, $2, head.version + 1, $5::text, $6::integer, now(), $7::jsonb, $8::jsonb)
+FROM (SELECT coalesce(h.version, 0) AS version, h.transaction_id AS xid, h.hash
       FROM (VALUES (1)) AS one
-      LEFT JOIN LATERAL (SELECT version, transaction_id FROM events
-                         WHERE stream_id = $1::text ORDER BY version DESC LIMIT 1) AS h ON true) AS head,
-    unnest($4::uuid[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[])
-        WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, n)
+      LEFT JOIN LATERAL (SELECT version, transaction_id, hash FROM events
+                         WHERE stream_id = $1::text ORDER BY version DESC LIMIT 1) AS h ON true) AS head
 WHERE (head.version = $3::bigint OR $3::bigint = -1)
   AND (head.xid IS NULL OR head.xid < pg_current_xact_id())
-RETURNING position, transaction_id, version, recorded_at`
+RETURNING position, transaction_id, version, recorded_at, hash`
+
+// appendManySQL is appendSQL for several events: chain starts from the head
+// (row 0: its version and hash, when the checks pass) and hashes the events
+// one after the other. The hash expression appears once, in the recursive
+// term. Computing it is most of what the chain adds to an append's cost,
+// which is why one event takes appendSQL: no recursion, no array subscripts.
+const appendManySQL = `WITH RECURSIVE chain AS (
+    SELECT 0 AS n, coalesce(h.version, 0) AS version, h.hash
+    FROM (VALUES (1)) AS one
+    LEFT JOIN LATERAL (SELECT version, transaction_id, hash FROM events
+                       WHERE stream_id = $1::text ORDER BY version DESC LIMIT 1) AS h ON true
+    WHERE (coalesce(h.version, 0) = $3::bigint OR $3::bigint = -1)
+      AND (h.transaction_id IS NULL OR h.transaction_id < pg_current_xact_id())
+  UNION ALL
+    SELECT c.n + 1, c.version + 1,
+           upsell_event_hash(c.hash, ($4::uuid[])[c.n + 1], $1, $2, c.version + 1, ($5::text[])[c.n + 1],
+                             ($6::integer[])[c.n + 1], now(), ($7::jsonb[])[c.n + 1], ($8::jsonb[])[c.n + 1])
+    FROM chain AS c
+    WHERE c.n < cardinality($4::uuid[])
+)
+INSERT INTO events
+    (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash)
+SELECT ($4::uuid[])[n], $1, $2, version, ($5::text[])[n], ($6::integer[])[n], ($7::jsonb[])[n], ($8::jsonb[])[n], now(), hash
+FROM chain
+WHERE n > 0
+RETURNING position, transaction_id, version, recorded_at, hash`
 
 // The unique violation and the constraints of migrations/001_events.up.sql
 // that an append can meet.
@@ -201,18 +234,29 @@ func isJSONObject(data []byte) bool {
 }
 
 func (p *pending) args() []any {
+	if len(p.Events) == 1 {
+		return []any{p.StreamID, p.StreamType, p.ExpectedVersion, p.ids[0], p.types[0], p.schemaVersions[0], p.data[0], p.metadata[0]}
+	}
 	return []any{p.StreamID, p.StreamType, p.ExpectedVersion, p.ids, p.types, p.schemaVersions, p.data, p.metadata}
+}
+
+// sql is the statement that appends p's events.
+func (p *pending) sql() string {
+	if len(p.Events) == 1 {
+		return appendSQL
+	}
+	return appendManySQL
 }
 
 func queue(b *pgx.Batch, streams []*pending) *pgx.Batch {
 	for _, p := range streams {
-		b.Queue(appendSQL, p.args()...)
+		b.Queue(p.sql(), p.args()...)
 	}
 	return b
 }
 
 func appendOne(ctx context.Context, db DBTX, p *pending) ([]Event, error) {
-	events, err := p.recorded(db.Query(ctx, appendSQL, p.args()...))
+	events, err := p.recorded(db.Query(ctx, p.sql(), p.args()...))
 	if err == nil && events == nil {
 		return nil, p.conflict(ctx, db)
 	}
@@ -250,10 +294,11 @@ func (p *pending) recorded(rows pgx.Rows, err error) ([]Event, error) {
 		position, version int64
 		transactionID     uint64
 		recordedAt        time.Time
+		hash              []byte
 	}
 	got := make([]row, 0, len(p.Events))
 	var r row
-	_, err = pgx.ForEachRow(rows, []any{&r.position, &r.transactionID, &r.version, &r.recordedAt}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&r.position, &r.transactionID, &r.version, &r.recordedAt, &r.hash}, func() error {
 		got = append(got, r)
 		return nil
 	})
@@ -287,7 +332,9 @@ func (p *pending) recorded(rows pgx.Rows, err error) ([]Event, error) {
 			SchemaVersion: e.SchemaVersion,
 			Data:          e.Data,
 			Metadata:      e.Metadata,
+			RawMetadata:   p.metadata[i],
 			RecordedAt:    r.recordedAt,
+			Hash:          r.hash,
 		}
 	}
 	return events, nil

@@ -40,9 +40,17 @@ type Event struct {
 	SchemaVersion int
 	// Data is the JSON appended. Append returns it as given; reads return
 	// it as jsonb stores it (keys sorted, whitespace normalised).
-	Data       json.RawMessage
-	Metadata   Metadata
-	RecordedAt time.Time // the start of the appending transaction
+	Data     json.RawMessage
+	Metadata Metadata
+	// RawMetadata is Metadata as JSON: reads return the stored jsonb text,
+	// which the hash covers; Append returns what it stored, before jsonb
+	// normalised it.
+	RawMetadata json.RawMessage
+	RecordedAt  time.Time // the start of the appending transaction
+	// Hash is the SHA-256 that chains the event to the previous one of its
+	// stream (see EventHash): edit, delete or reorder an event and the
+	// chain no longer verifies from there on (VerifyChain).
+	Hash []byte
 }
 
 // Expected versions with a special meaning. Any other expected version is

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -13,12 +14,26 @@ import (
 )
 
 const eventColumns = `position, event_id, stream_id, stream_type, version, transaction_id,
-    event_type, schema_version, data, metadata, recorded_at`
+    event_type, schema_version, data, metadata, recorded_at, hash`
 
 func scanEvent(row pgx.CollectableRow) (Event, error) {
+	e, err := scanStored(row)
+	if err != nil {
+		return e, err
+	}
+	// The raw text is kept for the hash; the struct is decoded from it.
+	if err := json.Unmarshal(e.RawMetadata, &e.Metadata); err != nil {
+		return e, fmt.Errorf("event %s: metadata: %w", e.ID, err)
+	}
+	return e, nil
+}
+
+// scanStored reads a row of eventColumns as stored, without decoding the
+// metadata: verification judges a row whatever was written into it.
+func scanStored(row pgx.CollectableRow) (Event, error) {
 	var e Event
 	err := row.Scan(&e.Position, &e.ID, &e.StreamID, &e.StreamType, &e.Version, &e.TransactionID,
-		&e.Type, &e.SchemaVersion, (*[]byte)(&e.Data), &e.Metadata, &e.RecordedAt)
+		&e.Type, &e.SchemaVersion, (*[]byte)(&e.Data), (*[]byte)(&e.RawMetadata), &e.RecordedAt, &e.Hash)
 	return e, err
 }
 

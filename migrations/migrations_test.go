@@ -377,6 +377,7 @@ func TestEventsSchema(t *testing.T) {
 		{"data", "jsonb", "NO", "", "NO", ""},
 		{"metadata", "jsonb", "NO", "'{}'::jsonb", "NO", ""},
 		{"recorded_at", "timestamptz", "NO", "now()", "NO", ""},
+		{"hash", "bytea", "NO", "", "NO", ""}, // migration 005
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("events columns:\n got  %+v\n want %+v", got, want)
@@ -476,8 +477,8 @@ func TestEventsSchemaBehaviour(t *testing.T) {
 		recordedAt time.Time
 		now        time.Time
 	)
-	err = tx.QueryRow(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data)
-		VALUES ($1, $2, 'test', 1, 'Tested', '{}')
+	err = tx.QueryRow(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, hash)
+		VALUES ($1, $2, 'test', 1, 'Tested', '{}', sha256(''))
 		RETURNING position, transaction_id = pg_current_xact_id(), schema_version, metadata::text, recorded_at, now()`,
 		id, stream).Scan(&position, &sameXact, &schema, &metadata, &recordedAt, &now)
 	if err != nil {
@@ -493,16 +494,20 @@ func TestEventsSchemaBehaviour(t *testing.T) {
 		args          []any
 		code, conname string
 	}{
-		{"same stream and version", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data)
-			VALUES (gen_random_uuid(), $1, 'test', 1, 'Tested', '{}')`, []any{stream}, "23505", "events_stream_version_key"},
-		{"same event id", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data)
-			VALUES ($2, $1, 'test', 2, 'Tested', '{}')`, []any{stream, id}, "23505", "events_event_id_key"},
-		{"version 0", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data)
-			VALUES (gen_random_uuid(), $1, 'test', 0, 'Tested', '{}')`, []any{stream}, "23514", "events_version_check"},
-		{"schema version 0", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, schema_version, data)
-			VALUES (gen_random_uuid(), $1, 'test', 2, 'Tested', 0, '{}')`, []any{stream}, "23514", "events_schema_version_check"},
-		{"a position given", `INSERT INTO events (position, event_id, stream_id, stream_type, version, event_type, data)
-			VALUES (1, gen_random_uuid(), $1, 'test', 2, 'Tested', '{}')`, []any{stream}, "428C9", ""},
+		{"same stream and version", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, hash)
+			VALUES (gen_random_uuid(), $1, 'test', 1, 'Tested', '{}', sha256(''))`, []any{stream}, "23505", "events_stream_version_key"},
+		{"same event id", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, hash)
+			VALUES ($2, $1, 'test', 2, 'Tested', '{}', sha256(''))`, []any{stream, id}, "23505", "events_event_id_key"},
+		{"version 0", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, hash)
+			VALUES (gen_random_uuid(), $1, 'test', 0, 'Tested', '{}', sha256(''))`, []any{stream}, "23514", "events_version_check"},
+		{"schema version 0", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, schema_version, data, hash)
+			VALUES (gen_random_uuid(), $1, 'test', 2, 'Tested', 0, '{}', sha256(''))`, []any{stream}, "23514", "events_schema_version_check"},
+		{"a position given", `INSERT INTO events (position, event_id, stream_id, stream_type, version, event_type, data, hash)
+			VALUES (1, gen_random_uuid(), $1, 'test', 2, 'Tested', '{}', sha256(''))`, []any{stream}, "428C9", ""},
+		{"no hash", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data)
+			VALUES (gen_random_uuid(), $1, 'test', 2, 'Tested', '{}')`, []any{stream}, "23502", ""},
+		{"a hash that is not SHA-256", `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, hash)
+			VALUES (gen_random_uuid(), $1, 'test', 2, 'Tested', '{}', '\\x00')`, []any{stream}, "23514", "events_hash_check"},
 	}
 	for _, tt := range tests {
 		sp, err := tx.Begin(ctx) // a savepoint: the error must not abort the rest

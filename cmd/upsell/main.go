@@ -37,6 +37,11 @@ Usage:
   upsell billing-tail [--from-start]
                             follow submitted orders as downstream billing does
   upsell status             projector and relay positions and lag
+  upsell audit QUOTE_ID [--as-of TIME|VERSION] [--json]
+                            a quote's history, or its state at a time or version
+  upsell audit verify [QUOTE_ID|--all]
+                            check the events' hash chains; exit 1 naming the
+                            first event that was edited, deleted or reordered
   upsell loadgen [flags]    drive a running server as MSP staff do; report
                             throughput, latency percentiles and errors
 
@@ -77,6 +82,7 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		"relay":        cmdRelay,
 		"billing-tail": cmdBillingTail,
 		"status":       cmdStatus,
+		"audit":        cmdAudit,
 		"loadgen":      cmdLoadgen,
 	}
 	cmd, ok := cmds[args[0]]
