@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -78,6 +79,9 @@ func NewMessage(e eventstore.Event) (*message.Message, error) {
 	setIf(md, MetaCausationID, e.Metadata.CausationID)
 	setIf(md, MetaActorMSPID, e.Metadata.MSPID)
 	setIf(md, MetaActorUserID, e.Metadata.UserID)
+	if len(e.Hash) > 0 {
+		md[MetaHash] = hex.EncodeToString(e.Hash)
+	}
 	return m, nil
 }
 
