@@ -28,6 +28,17 @@
 // readers until it ends, which is why deployments set
 // idle_in_transaction_session_timeout.
 //
+// # Hash chain
+//
+// Every event carries Hash: SHA-256 over a canonical encoding of the event
+// (upsell.event.v1, see hash.go and docs/audit.md) and the previous event's
+// hash in its stream. The append computes it in its own INSERT, with the
+// SQL function upsell_event_hash of migration 005; EventHash and
+// VerifyChain recompute it in Go, so a verification never trusts the
+// database's own function. Editing, deleting or reordering a recorded event
+// breaks the chain from there on; VerifyStream and VerifyAll report the
+// first bad event as a *ChainError.
+//
 // This package must never import the domain: it stores events as opaque JSON
 // and knows nothing of quotes or customers.
 package eventstore
