@@ -4,7 +4,7 @@
 
 ARGS ?=
 
-.PHONY: run demo test build lint bench bench-relay pg-url pg-stop nats-url nats-stop clean
+.PHONY: run demo test build lint bench bench-relay bench-all pg-url pg-stop nats-url nats-stop clean
 
 run:
 	bash scripts/run.sh
@@ -27,6 +27,10 @@ bench:
 
 bench-relay:
 	url="$$(bash scripts/pg.sh url)" && DATABASE_URL="$$url" bash scripts/bench-relay.sh $(ARGS)
+
+# Issue 5's figures in one run (scripts/bench.sh; EVENTS=100000 for a quick one).
+bench-all:
+	url="$$(bash scripts/pg.sh url)" && DATABASE_URL="$$url" bash scripts/bench.sh
 
 pg-url:
 	@bash scripts/pg.sh url

@@ -59,3 +59,20 @@ run_pgbench() {
 median() {
 	printf '%s\n' "$@" | sort -n | awk '{ r[NR] = $1 } END { printf "%.2f", NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2 }'
 }
+
+# pgbench_events URL CLIENTS SECONDS: pgbench's tps inserting one event row
+# per transaction into URL's events table, which `upsell migrate` made (every
+# column, default, check and index of the real table, the hash column
+# included; the hash is a constant, so this is the raw insert, with nothing
+# of the append's logic). The same payload as run_pgbench. Used by bench.sh.
+pgbench_events() {
+	local url=$1 clients=$2 seconds=$3
+	cat >"$work/append-hash.sql" <<SQL
+INSERT INTO events (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, hash)
+VALUES (gen_random_uuid(), gen_random_uuid()::text, 'bench', 1, 'SeatsChanged', 1, '$data'::jsonb, '$metadata'::jsonb,
+        '\x5b1c2d3e4f5061728394a5b6c7d8e9fa0b1c2d3e4f5061728394a5b6c7d8e9fa'::bytea);
+SQL
+	pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$work/append-hash.sql" "$url" >"$work/pgbench-events.out" 2>&1 ||
+		{ cat "$work/pgbench-events.out" >&2; return 1; }
+	sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench-events.out" | head -n 1
+}
