@@ -23,7 +23,6 @@ import (
 	"github.com/upsell-dev/upsell/eventstore"
 	"github.com/upsell-dev/upsell/importer"
 	"github.com/upsell-dev/upsell/internal/testdb"
-	"github.com/upsell-dev/upsell/migrations"
 	"github.com/upsell-dev/upsell/projections"
 )
 
@@ -50,23 +49,7 @@ func sharedPool(t *testing.T) *pgxpool.Pool {
 // emptyPool is a migrated database of the test's own, dropped after it.
 func emptyPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	url := testdb.Empty(t)
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 32
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close) // before testdb drops the database: cleanups run last first
-	if _, err := migrations.Apply(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	return pool
+	return testdb.EmptyPool(t)
 }
 
 func fixture(t *testing.T) *importer.File {

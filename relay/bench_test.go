@@ -14,7 +14,6 @@ import (
 
 	"github.com/upsell-dev/upsell/eventstore"
 	"github.com/upsell-dev/upsell/internal/testdb"
-	"github.com/upsell-dev/upsell/migrations"
 	"github.com/upsell-dev/upsell/relay"
 )
 
@@ -43,7 +42,7 @@ func BenchmarkRelayNATS(b *testing.B) {
 
 func benchmarkRelay(b *testing.B, publish string) {
 	ctx := b.Context()
-	pool := benchPool(b)
+	pool := testdb.EmptyPool(b)
 	t, err := relay.ParseTransport(publish)
 	if err != nil {
 		b.Fatal(err)
@@ -82,20 +81,6 @@ func benchmarkRelay(b *testing.B, publish string) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-}
-
-// benchPool is an empty, migrated database of the benchmark's own.
-func benchPool(b *testing.B) *pgxpool.Pool {
-	b.Helper()
-	pool, err := pgxpool.New(b.Context(), testdb.Empty(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	if _, err := migrations.Apply(b.Context(), pool); err != nil {
-		b.Fatal(err)
-	}
-	return pool
 }
 
 // preload appends n events in streams of 100, and returns the log's head

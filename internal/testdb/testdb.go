@@ -172,3 +172,26 @@ func Empty(t testing.TB) string {
 	u.Path = "/" + name
 	return u.String()
 }
+
+// EmptyPool is Empty, migrated, with a pool of up to 32 connections that is
+// closed before the database is dropped.
+func EmptyPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	url := Empty(t)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 32
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close) // before the database is dropped: cleanups run last first
+	if _, err := migrations.Apply(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
