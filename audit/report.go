@@ -104,10 +104,9 @@ func StateLines(p domain.Preview) []Line {
 	return lines
 }
 
-// JSONEvent is an event as `upsell audit --json` prints it: the fields of
-// the API's GET /v1/change-quotes/{id}/events, its hash and the change in
-// words.
-type JSONEvent struct {
+// Event is one event as an auditor reads it: the shape of the API's
+// GET /v1/change-quotes/{id}/events (API.md), which serves it too.
+type Event struct {
 	EventID       string          `json:"event_id"`
 	Type          string          `json:"type"`
 	SchemaVersion int             `json:"schema_version"`
@@ -118,8 +117,24 @@ type JSONEvent struct {
 	CorrelationID *string         `json:"correlation_id"`
 	CausationID   *string         `json:"causation_id"`
 	Data          json.RawMessage `json:"data"`
-	Hash          string          `json:"hash"`
-	Change        string          `json:"change"`
+}
+
+// NewEvent is e as an auditor reads it.
+func NewEvent(e eventstore.Event) Event {
+	return Event{
+		EventID: e.ID.String(), Type: e.Type, SchemaVersion: e.SchemaVersion, Version: e.Version, Position: e.Position,
+		RecordedAt: e.RecordedAt.UTC(), Actor: domain.Actor{MSPID: e.Metadata.MSPID, UserID: e.Metadata.UserID},
+		CorrelationID: nonEmpty(e.Metadata.CorrelationID), CausationID: nonEmpty(e.Metadata.CausationID),
+		Data: e.Data,
+	}
+}
+
+// JSONEvent is an event as `upsell audit --json` prints it: the API's
+// fields, its hash and the change in words.
+type JSONEvent struct {
+	Event
+	Hash   string `json:"hash"`
+	Change string `json:"change"`
 }
 
 // JSONState is the quote at AsOf.
@@ -159,12 +174,7 @@ type JSONAsOf struct {
 func WriteJSON(w io.Writer, h *History) error {
 	out := JSONHistory{QuoteID: h.QuoteID.String(), Version: h.Version, Events: make([]JSONEvent, len(h.Entries))}
 	for i, e := range h.Entries {
-		out.Events[i] = JSONEvent{
-			EventID: e.ID.String(), Type: e.Type, SchemaVersion: e.SchemaVersion, Version: e.Version, Position: e.Position,
-			RecordedAt: e.RecordedAt.UTC(), Actor: domain.Actor{MSPID: e.Metadata.MSPID, UserID: e.Metadata.UserID},
-			CorrelationID: nonEmpty(e.Metadata.CorrelationID), CausationID: nonEmpty(e.Metadata.CausationID),
-			Data: e.Data, Hash: hex.EncodeToString(e.Hash), Change: e.Change,
-		}
+		out.Events[i] = JSONEvent{Event: NewEvent(e.Event), Hash: hex.EncodeToString(e.Hash), Change: e.Change}
 	}
 	if a := h.AsOf; a != nil {
 		out.AsOf = &JSONAsOf{Version: a.Version}

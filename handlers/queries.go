@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upsell-dev/upsell/audit"
 	"github.com/upsell-dev/upsell/catalog"
 	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
@@ -188,20 +188,6 @@ func (s *Server) writeQuoteView(w http.ResponseWriter, r *http.Request, version 
 	writeJSON(w, http.StatusOK, v)
 }
 
-// auditEvent is one event as an auditor reads it.
-type auditEvent struct {
-	EventID       string          `json:"event_id"`
-	Type          string          `json:"type"`
-	SchemaVersion int             `json:"schema_version"`
-	Version       int64           `json:"version"`
-	Position      int64           `json:"position"`
-	RecordedAt    time.Time       `json:"recorded_at"`
-	Actor         domain.Actor    `json:"actor"`
-	CorrelationID *string         `json:"correlation_id"`
-	CausationID   *string         `json:"causation_id"`
-	Data          json.RawMessage `json:"data"`
-}
-
 func (s *Server) listQuoteEvents(w http.ResponseWriter, r *http.Request) {
 	id, err := quoteID(r)
 	if err != nil {
@@ -213,23 +199,10 @@ func (s *Server) listQuoteEvents(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	out := make([]auditEvent, len(stored))
+	out := make([]audit.Event, len(stored))
 	for i, e := range stored {
-		out[i] = auditEvent{
-			EventID: e.ID.String(), Type: e.Type, SchemaVersion: e.SchemaVersion, Version: e.Version,
-			Position: e.Position, RecordedAt: e.RecordedAt.UTC(),
-			Actor:         domain.Actor{MSPID: e.Metadata.MSPID, UserID: e.Metadata.UserID},
-			CorrelationID: nonEmpty(e.Metadata.CorrelationID), CausationID: nonEmpty(e.Metadata.CausationID),
-			Data: e.Data,
-		}
+		out[i] = audit.NewEvent(e)
 	}
 	w.Header().Set("ETag", etag(int64(len(stored))))
 	writeJSON(w, http.StatusOK, map[string]any{"events": out})
-}
-
-func nonEmpty(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/upsell-dev/upsell/relay"
 )
 
-// publishFlag is --publish, shared by relay, serve and billing-tail.
+// publishHelp documents --publish, shared by relay, serve and billing-tail.
 const publishHelp = "where events are published: `postgres` (the topic upsell_events in this database) or nats://HOST:PORT (JetStream); default $UPSELL_PUBLISH_URL, else postgres"
 
 // transport reads --publish, falling back on UPSELL_PUBLISH_URL.
@@ -66,19 +66,10 @@ func runRelay(ctx context.Context, pool *pgxpool.Pool, t relay.Transport, c *cli
 			return
 		}
 		c.log.Error("relay cannot open its transport; trying again in 5s", "transport", t.String(), "err", err)
-		if sleepCtx(ctx, 5*time.Second) != nil {
+		select {
+		case <-ctx.Done():
 			return
+		case <-time.After(5 * time.Second):
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -85,7 +86,7 @@ FROM names n LEFT JOIN projection_checkpoints c USING (name) ORDER BY n.name`, e
 			f.LastMovedAt = *moved
 		}
 		f.Kind = "projection"
-		if len(f.Name) > 6 && f.Name[:6] == "relay." {
+		if strings.HasPrefix(f.Name, "relay.") {
 			f.Kind = "relay"
 		}
 		r.Followers = append(r.Followers, f)
