@@ -26,7 +26,16 @@ type Config struct {
 	// Ready reports whether the service can serve (database reachable,
 	// migrations current); /readyz answers 503 with its error.
 	Ready func(ctx context.Context) error
+	// RateLimit is how many requests per second one API key may send
+	// (answered 429 with Retry-After beyond it); 0 means no limit.
+	RateLimit float64
+	// RequestTimeout bounds a request's work, its database calls included
+	// (DefaultRequestTimeout when zero).
+	RequestTimeout time.Duration
 }
+
+// DefaultRequestTimeout bounds a request when Config.RequestTimeout is zero.
+const DefaultRequestTimeout = 15 * time.Second
 
 // Server is the HTTP API.
 type Server struct {

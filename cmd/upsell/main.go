@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -159,7 +160,11 @@ func (c *cli) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	cfg.ConnConfig.RuntimeParams["application_name"] = "upsell"
 	// A transaction left open stalls every reader of the event log (they
 	// read only below the oldest open transaction): end abandoned ones.
-	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60000"
+	idle, err := envDuration(c.getenv, "UPSELL_DB_IDLE_TX_TIMEOUT", time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idle.Milliseconds(), 10)
 	// A projector's lock is held by its connection: when the leader's host
 	// vanishes, the server must notice within a minute, not the kernel's
 	// two hours, so that a standby takes over.
@@ -196,6 +201,20 @@ func (c *cli) connectCurrent(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("the database schema is not current (pending: %s): run `upsell migrate` first", strings.Join(pending, ", "))
 	}
 	return pool, nil
+}
+
+// envDuration reads a positive duration ("90s", "2m") from the environment
+// variable name, or gives def when it is unset.
+func envDuration(getenv env, name string, def time.Duration) (time.Duration, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration such as 90s or 2m", name, v)
+	}
+	return d, nil
 }
 
 func (c *cli) close() {

@@ -35,11 +35,19 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	keyTTL := fs.Duration("idempotency-ttl", handlers.DefaultIdempotencyTTL, "how long an Idempotency-Key's response is kept for replay")
 	publish := fs.String("publish", "", publishHelp)
 	pprofAddr := fs.String("pprof", "", "also serve net/http/pprof on `host:port` (e.g. 127.0.0.1:6060; keep it private)")
+	rateLimit := fs.Float64("rate-limit", 0, "requests per second allowed to one API key (429 beyond it); 0: no limit")
+	requestTimeout := fs.Duration("request-timeout", handlers.DefaultRequestTimeout, "bound on one request's work, its database calls included")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"serve takes no arguments"}
+	}
+	if *rateLimit < 0 {
+		return usageError{fmt.Sprintf("--rate-limit %v: must be 0 (no limit) or more", *rateLimit)}
+	}
+	if *requestTimeout <= 0 {
+		return usageError{fmt.Sprintf("--request-timeout %s: must be positive", *requestTimeout)}
 	}
 	if *keyTTL < time.Minute {
 		return usageError{fmt.Sprintf("--idempotency-ttl %s is too short: keys must outlive a client's retries (at least 1m)", *keyTTL)}
@@ -76,7 +84,8 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	}
 	api := handlers.New(handlers.Config{
 		Pool: pool, App: newService(pool), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
-		Ready: func(ctx context.Context) error { return ready(ctx, pool) },
+		Ready:     func(ctx context.Context) error { return ready(ctx, pool) },
+		RateLimit: *rateLimit, RequestTimeout: *requestTimeout,
 	})
 	srv := &http.Server{
 		Handler: api, ErrorLog: nil,
