@@ -33,11 +33,7 @@ func (s *Service) OpenChangeQuote(ctx context.Context, m Meta, customerID string
 
 // AddProduct adds a catalog product with its term and seats.
 func (s *Service) AddProduct(ctx context.Context, m Meta, quoteID uuid.UUID, productCode, termType string, seats int) (Result, error) {
-	return s.runQuote(ctx, m, quoteID, func(ctx context.Context, q *domain.ChangeQuote) ([]pending, error) {
-		catalog, err := s.Catalog(ctx)
-		if err != nil {
-			return nil, err
-		}
+	return s.runQuoteWith(ctx, m, quoteID, true, func(_ context.Context, q *domain.ChangeQuote, catalog *domain.Catalog) ([]pending, error) {
 		return nil, q.AddProduct(catalog, productCode, termType, seats)
 	})
 }
@@ -51,11 +47,7 @@ func (s *Service) RemoveProduct(ctx context.Context, m Meta, quoteID uuid.UUID, 
 
 // ChangeSeats sets a product's new total number of seats.
 func (s *Service) ChangeSeats(ctx context.Context, m Meta, quoteID uuid.UUID, productCode string, totalSeats int) (Result, error) {
-	return s.runQuote(ctx, m, quoteID, func(ctx context.Context, q *domain.ChangeQuote) ([]pending, error) {
-		catalog, err := s.Catalog(ctx)
-		if err != nil {
-			return nil, err
-		}
+	return s.runQuoteWith(ctx, m, quoteID, true, func(_ context.Context, q *domain.ChangeQuote, catalog *domain.Catalog) ([]pending, error) {
 		return nil, q.ChangeSeats(catalog, productCode, totalSeats)
 	})
 }

@@ -33,8 +33,18 @@ func (s *Service) LoadCustomer(ctx context.Context, actor domain.Actor, customer
 // another type of stream, another MSP's) is not found.
 func load[A interface{ MSPID() string }](ctx context.Context, s *Service, actor domain.Actor, streamID, streamType string,
 	opts eventstore.LoadOptions, rebuild func([]domain.Event) (A, error)) (A, error) {
+	stored, err := s.store.Load(ctx, streamID, opts)
+	if err != nil {
+		return *new(A), err
+	}
+	return owned(actor, streamID, streamType, stored, rebuild)
+}
+
+// owned rebuilds an aggregate of the actor's MSP from its loaded stream.
+func owned[A interface{ MSPID() string }](actor domain.Actor, streamID, streamType string,
+	stored []eventstore.Event, rebuild func([]domain.Event) (A, error)) (A, error) {
 	var zero A
-	history, err := s.history(ctx, streamID, streamType, opts)
+	history, err := decodeStream(stored, streamType)
 	if err != nil {
 		return zero, err
 	}
@@ -51,13 +61,9 @@ func load[A interface{ MSPID() string }](ctx context.Context, s *Service, actor 
 	return agg, nil
 }
 
-// history loads and decodes a stream; a stream of another type is treated
-// as absent, so an id can never reach the wrong aggregate.
-func (s *Service) history(ctx context.Context, streamID, streamType string, opts eventstore.LoadOptions) ([]domain.Event, error) {
-	stored, err := s.store.Load(ctx, streamID, opts)
-	if err != nil {
-		return nil, err
-	}
+// decodeStream decodes a loaded stream; a stream of another type is
+// treated as absent, so an id can never reach the wrong aggregate.
+func decodeStream(stored []eventstore.Event, streamType string) ([]domain.Event, error) {
 	if len(stored) > 0 && stored[0].StreamType != streamType {
 		return nil, nil
 	}
@@ -99,7 +105,36 @@ func DecodeEvents(stored []eventstore.Event) ([]domain.Event, error) {
 
 // Catalog reads the product catalog.
 func (s *Service) Catalog(ctx context.Context) (*domain.Catalog, error) {
-	return catalog.Load(ctx, s.pool)
+	var revision int64
+	if err := s.pool.QueryRow(ctx, catalog.RevisionSQL).Scan(&revision); err != nil {
+		return nil, fmt.Errorf("read the catalog's revision: %w", err)
+	}
+	return s.catalogs.At(ctx, s.pool, revision)
+}
+
+// quoteAndCatalog loads one of the actor's quotes and, in the same round
+// trip, the catalog's revision, then gives the catalog as of that revision
+// (kept in memory until the products change).
+func (s *Service) quoteAndCatalog(ctx context.Context, actor domain.Actor, quoteID uuid.UUID) (*domain.ChangeQuote, *domain.Catalog, error) {
+	var stored []eventstore.Event
+	var revision int64
+	b := &pgx.Batch{}
+	if err := eventstore.QueueLoad(b, quoteID.String(), eventstore.LoadOptions{}, &stored); err != nil {
+		return nil, nil, err
+	}
+	b.Queue(catalog.RevisionSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&revision) })
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("load change quote %s and the catalog's revision: %w", quoteID, err)
+	}
+	q, err := owned(actor, quoteID.String(), domain.StreamChangeQuote, stored, domain.LoadChangeQuote)
+	if err != nil {
+		return nil, nil, err
+	}
+	cat, err := s.catalogs.At(ctx, s.pool, revision)
+	if err != nil {
+		return nil, nil, err
+	}
+	return q, cat, nil
 }
 
 func (s *Service) mspName(ctx context.Context, mspID string) (string, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/upsell-dev/upsell/catalog"
 	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
 )
@@ -48,6 +49,7 @@ type Service struct {
 	newID      func() uuid.UUID
 	maxRetries int
 	hooks      []TxHook
+	catalogs   catalog.Cache
 }
 
 // Option configures a Service.
@@ -126,15 +128,31 @@ type pending struct {
 // check the expected version, decide, append; on a version conflict, again.
 func (s *Service) runQuote(ctx context.Context, m Meta, quoteID uuid.UUID,
 	decide func(ctx context.Context, q *domain.ChangeQuote) (also []pending, err error)) (Result, error) {
+	return s.runQuoteWith(ctx, m, quoteID, false, func(ctx context.Context, q *domain.ChangeQuote, _ *domain.Catalog) ([]pending, error) {
+		return decide(ctx, q)
+	})
+}
+
+// runQuoteWith is runQuote for a decision that may need the catalog
+// (withCatalog): it comes with the quote's load, in the same round trip.
+func (s *Service) runQuoteWith(ctx context.Context, m Meta, quoteID uuid.UUID, withCatalog bool,
+	decide func(ctx context.Context, q *domain.ChangeQuote, cat *domain.Catalog) (also []pending, err error)) (Result, error) {
 	for attempt := 0; ; attempt++ {
-		q, err := s.LoadQuote(ctx, m.Actor, quoteID, eventstore.LoadOptions{})
+		var q *domain.ChangeQuote
+		var cat *domain.Catalog
+		var err error
+		if withCatalog {
+			q, cat, err = s.quoteAndCatalog(ctx, m.Actor, quoteID)
+		} else {
+			q, err = s.LoadQuote(ctx, m.Actor, quoteID, eventstore.LoadOptions{})
+		}
 		if err != nil {
 			return Result{}, err
 		}
 		if m.ExpectedVersion != nil && *m.ExpectedVersion != q.Version() {
 			return Result{}, &PreconditionFailedError{Expected: *m.ExpectedVersion, Actual: q.Version()}
 		}
-		also, err := decide(ctx, q)
+		also, err := decide(ctx, q, cat)
 		if err != nil {
 			return Result{}, err
 		}
@@ -194,24 +212,47 @@ func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Res
 	if len(s.hooks) == 0 && m.InTx == nil {
 		return s.store.Append(ctx, appends...)
 	}
-	var stored []eventstore.Event
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		if stored, err = s.store.AppendTx(ctx, tx, appends...); err != nil {
-			return err
+	// The hooks learn the aggregates as the events leave them (After), so
+	// that an inline read model need not load the streams again.
+	after := make(map[string]any, len(streams))
+	for _, p := range streams {
+		after[p.streamID] = p.agg
+	}
+	ctx = context.WithValue(ctx, afterKey{}, after)
+	// BEGIN goes with the inserts (one round trip), then the hooks write in
+	// the same transaction.
+	tx, stored, err := s.store.BeginAppend(ctx, appends...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
+	for _, h := range s.hooks {
+		if err := h(ctx, tx, stored); err != nil {
+			return nil, err
 		}
-		for _, h := range s.hooks {
-			if err := h(ctx, tx, stored); err != nil {
-				return err
-			}
+	}
+	if m.InTx != nil {
+		res.Events = stored
+		if err := m.InTx(ctx, tx, res); err != nil {
+			return nil, err
 		}
-		if m.InTx != nil {
-			res.Events = stored
-			return m.InTx(ctx, tx, res)
-		}
-		return nil
-	})
-	return stored, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit the command's events: %w", err)
+	}
+	return stored, nil
+}
+
+type afterKey struct{}
+
+// After gives a TxHook the aggregate that the command's events leave in the
+// stream streamID (a *domain.ChangeQuote or a *domain.Customer, its
+// Version that of the stream's last new event), or nil when ctx is not a
+// hook's or the command did not write that stream. It is the state a
+// reader would get by loading the stream in the hook's transaction.
+func After(ctx context.Context, streamID string) any {
+	after, _ := ctx.Value(afterKey{}).(map[string]any)
+	return after[streamID]
 }
 
 // pause waits a random 0 to 2^attempt milliseconds (at most 64), or until

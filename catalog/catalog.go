@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -61,4 +62,70 @@ func Load(ctx context.Context, q Querier) (*domain.Catalog, error) {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return c, nil
+}
+
+// RevisionSQL reads the catalog's revision, which every change to the
+// products table moves on (migration 007): queue it beside another query
+// and give the result to Cache.At.
+const RevisionSQL = `SELECT revision FROM catalog_revision`
+
+// Cache keeps the validated catalog in memory with the revision it was read
+// at, so that a command reads and validates the products only after they
+// changed. It is safe for concurrent use; the catalogs it returns are
+// shared and must not be changed.
+type Cache struct {
+	mu       sync.Mutex
+	catalog  *domain.Catalog
+	revision int64
+}
+
+// At returns the catalog as of revision, which the caller has just read
+// (RevisionSQL): the kept one when it is that revision, else the one read
+// now through q. A catalog read now may be newer than revision (another
+// import committed meanwhile), never older.
+func (c *Cache) At(ctx context.Context, q RevisionQuerier, revision int64) (*domain.Catalog, error) {
+	c.mu.Lock()
+	cat, rev := c.catalog, c.revision
+	c.mu.Unlock()
+	if cat != nil && rev >= revision {
+		return cat, nil
+	}
+	cat, rev, err := LoadRevision(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if rev >= c.revision {
+		c.catalog, c.revision = cat, rev
+	}
+	c.mu.Unlock()
+	return cat, nil
+}
+
+// RevisionQuerier is a Querier that also reads single rows.
+type RevisionQuerier interface {
+	Querier
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// LoadRevision reads and validates the catalog with its revision. The
+// revision is read before and after the products and the read is repeated
+// until both agree, so the catalog is exactly that revision's.
+func LoadRevision(ctx context.Context, q RevisionQuerier) (*domain.Catalog, int64, error) {
+	for {
+		var before, after int64
+		if err := q.QueryRow(ctx, RevisionSQL).Scan(&before); err != nil {
+			return nil, 0, fmt.Errorf("read the catalog's revision: %w", err)
+		}
+		cat, err := Load(ctx, q)
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := q.QueryRow(ctx, RevisionSQL).Scan(&after); err != nil {
+			return nil, 0, fmt.Errorf("read the catalog's revision: %w", err)
+		}
+		if before == after {
+			return cat, after, nil
+		}
+	}
 }

@@ -70,11 +70,24 @@ func LoadCustomer(history []Event) (*Customer, error) {
 	if len(history) == 0 {
 		return nil, newError(CodeNotFound, "customer not found")
 	}
-	if _, ok := history[0].(CustomerOnboarded); !ok {
-		return nil, fmt.Errorf("customer stream starts with %s, not CustomerOnboarded", history[0].EventType())
+	return ReplayCustomer(nil, history)
+}
+
+// ReplayCustomer applies a stream's stored events, oldest first, to c, the
+// customer as its earlier events left it, and returns it; c nil starts from
+// nothing, and events must then begin with CustomerOnboarded (see
+// ReplayChangeQuote).
+func ReplayCustomer(c *Customer, events []Event) (*Customer, error) {
+	if c == nil {
+		if len(events) == 0 {
+			return nil, newError(CodeNotFound, "customer not found")
+		}
+		if _, ok := events[0].(CustomerOnboarded); !ok {
+			return nil, fmt.Errorf("customer stream starts with %s, not CustomerOnboarded", events[0].EventType())
+		}
+		c = &Customer{}
 	}
-	c := &Customer{}
-	for _, e := range history {
+	for _, e := range events {
 		if err := c.apply(e); err != nil {
 			return nil, err
 		}

@@ -93,11 +93,25 @@ func LoadChangeQuote(history []Event) (*ChangeQuote, error) {
 	if len(history) == 0 {
 		return nil, newError(CodeNotFound, "change quote not found")
 	}
-	if _, ok := history[0].(ChangeQuoteOpened); !ok {
-		return nil, fmt.Errorf("change quote stream starts with %s, not ChangeQuoteOpened", history[0].EventType())
+	return ReplayChangeQuote(nil, history)
+}
+
+// ReplayChangeQuote applies a stream's stored events, oldest first, to q,
+// the quote as its earlier events left it, and returns it; q nil starts
+// from nothing, and events must then begin with ChangeQuoteOpened. It lets
+// a reader of the log carry a quote from one batch of events to the next
+// instead of loading its history again.
+func ReplayChangeQuote(q *ChangeQuote, events []Event) (*ChangeQuote, error) {
+	if q == nil {
+		if len(events) == 0 {
+			return nil, newError(CodeNotFound, "change quote not found")
+		}
+		if _, ok := events[0].(ChangeQuoteOpened); !ok {
+			return nil, fmt.Errorf("change quote stream starts with %s, not ChangeQuoteOpened", events[0].EventType())
+		}
+		q = &ChangeQuote{}
 	}
-	q := &ChangeQuote{}
-	for _, e := range history {
+	for _, e := range events {
 		if err := q.apply(e); err != nil {
 			return nil, err
 		}

@@ -95,25 +95,49 @@ func (s *Store) Append(ctx context.Context, appends ...Append) ([]Event, error) 
 	if len(streams) == 1 {
 		return appendOne(ctx, s.pool, streams[0])
 	}
-	// BEGIN travels with the inserts, so the round trip of pool.Begin is
-	// saved; COMMIT follows once every stream is known to be at its version.
-	b := &pgx.Batch{}
-	b.BeginTx(pgx.TxOptions{})
-	br := s.pool.SendBatch(ctx, queue(b, streams))
-	tx := br.Tx()
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		return nil, fmt.Errorf("eventstore: begin append: %w", err)
-	}
-	events, err := readBatch(ctx, tx, br, streams)
+	tx, events, err := s.begin(ctx, streams)
 	if err != nil {
 		return nil, err
 	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("eventstore: commit append: %w", err)
 	}
 	return events, nil
+}
+
+// BeginAppend is AppendTx in a transaction of its own that it begins and
+// leaves open: the caller writes what must commit with the events (inline
+// read models, an idempotency key) in tx, then commits or rolls back. BEGIN
+// travels with the inserts, in one round trip. On an error the transaction
+// is already rolled back.
+func (s *Store) BeginAppend(ctx context.Context, appends ...Append) (pgx.Tx, []Event, error) {
+	streams, err := prepare(appends)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.begin(ctx, streams)
+}
+
+// begin sends BEGIN and the inserts as one batch, so the round trip of
+// pool.Begin is saved, and returns the open transaction once every stream
+// is known to be at its version.
+func (s *Store) begin(ctx context.Context, streams []*pending) (pgx.Tx, []Event, error) {
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	br := s.pool.SendBatch(ctx, queue(b, streams))
+	tx := br.Tx()
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, nil, fmt.Errorf("eventstore: begin append: %w", err)
+	}
+	events, err := readBatch(ctx, tx, br, streams)
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, nil, err
+	}
+	return tx, events, nil
 }
 
 // AppendTx is Append inside the caller's transaction tx, so other rows (an

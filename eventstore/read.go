@@ -57,18 +57,48 @@ func (s *Store) Load(ctx context.Context, streamID string, opts LoadOptions) ([]
 // time; stopping, rather than filtering, keeps the result a prefix of the
 // stream, the only thing a state can be rebuilt from.
 func LoadTx(ctx context.Context, db DBTX, streamID string, opts LoadOptions) ([]Event, error) {
+	sql, args, err := loadQuery(streamID, opts)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: load stream %q: %w", streamID, err)
+	}
+	return collectStream(rows, streamID, opts)
+}
+
+// QueueLoad queues Load's query on b, so that a stream's load shares a round
+// trip with other reads. Once b has been sent and its results read (Close),
+// *events holds the stream; an error of the load is the batch's.
+func QueueLoad(b *pgx.Batch, streamID string, opts LoadOptions, events *[]Event) error {
+	sql, args, err := loadQuery(streamID, opts)
+	if err != nil {
+		return err
+	}
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		*events, err = collectStream(rows, streamID, opts)
+		return err
+	})
+	return nil
+}
+
+func loadQuery(streamID string, opts LoadOptions) (string, []any, error) {
 	if opts.UpToVersion < 0 {
-		return nil, fmt.Errorf("eventstore: load stream %q: negative version %d", streamID, opts.UpToVersion)
+		return "", nil, fmt.Errorf("eventstore: load stream %q: negative version %d", streamID, opts.UpToVersion)
 	}
 	upToVersion := opts.UpToVersion
 	if upToVersion == 0 {
 		upToVersion = math.MaxInt64
 	}
-	rows, err := db.Query(ctx, `SELECT `+eventColumns+` FROM events
-WHERE stream_id = $1 AND version <= $2 ORDER BY version`, streamID, upToVersion)
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: load stream %q: %w", streamID, err)
-	}
+	return `SELECT ` + eventColumns + ` FROM events
+WHERE stream_id = $1 AND version <= $2 ORDER BY version`, []any{streamID, upToVersion}, nil
+}
+
+// collectStream reads a stream's rows, stopping at opts.UpTo, and closes
+// rows.
+func collectStream(rows pgx.Rows, streamID string, opts LoadOptions) ([]Event, error) {
 	defer rows.Close()
 	events := []Event{}
 	for rows.Next() {

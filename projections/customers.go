@@ -37,11 +37,7 @@ ON CONFLICT (customer_id) DO UPDATE SET
     monthly_total = EXCLUDED.monthly_total, version = EXCLUDED.version, lines = EXCLUDED.lines
 WHERE v.version < EXCLUDED.version`
 	for _, s := range byStream(events, domain.StreamCustomer) {
-		history, err := s.history(ctx, tx)
-		if err != nil {
-			return fmt.Errorf("project customer: %w", err)
-		}
-		c, err := domain.LoadCustomer(history)
+		c, err := stateOf(ctx, tx, s, domain.ReplayCustomer)
 		if err != nil {
 			return fmt.Errorf("project customer %s: %w", s.id, err)
 		}

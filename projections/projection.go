@@ -103,6 +103,29 @@ func (s *streamEvents) history(ctx context.Context, tx pgx.Tx) ([]domain.Event, 
 	return app.DecodeEvents(stored)
 }
 
+// aggregate is what the projections read their rows from.
+type aggregate interface {
+	*domain.ChangeQuote | *domain.Customer
+	Version() int64
+}
+
+// stateOf returns the aggregate as the stream's last event in the batch
+// leaves it. In a command's append transaction that is the command's own
+// aggregate (app.After), so nothing is read or decoded; otherwise the
+// stream's history is replayed (see history).
+func stateOf[A aggregate](ctx context.Context, tx pgx.Tx, s *streamEvents, replay func(A, []domain.Event) (A, error)) (A, error) {
+	last := s.events[len(s.events)-1]
+	if a, ok := app.After(ctx, s.id).(A); ok && a != nil && a.Version() == last.Version {
+		return a, nil
+	}
+	var zero A
+	history, err := s.history(ctx, tx)
+	if err != nil {
+		return zero, err
+	}
+	return replay(zero, history)
+}
+
 // upsertAll runs one version-guarded upsert per stream in one round trip.
 func upsertAll(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 	if b.Len() == 0 {

@@ -31,11 +31,7 @@ ON CONFLICT (quote_id) DO UPDATE SET
     new_monthly_total = EXCLUDED.new_monthly_total, preview = EXCLUDED.preview, summary = EXCLUDED.summary
 WHERE v.version < EXCLUDED.version`
 	for _, s := range byStream(events, domain.StreamChangeQuote) {
-		history, err := s.history(ctx, tx)
-		if err != nil {
-			return fmt.Errorf("project quote: %w", err)
-		}
-		q, err := domain.LoadChangeQuote(history)
+		q, err := stateOf(ctx, tx, s, domain.ReplayChangeQuote)
 		if err != nil {
 			return fmt.Errorf("project quote %s: %w", s.id, err)
 		}
