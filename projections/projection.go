@@ -3,6 +3,8 @@ package projections
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -124,6 +126,134 @@ func stateOf[A aggregate](ctx context.Context, tx pgx.Tx, s *streamEvents, repla
 		return zero, err
 	}
 	return replay(zero, history)
+}
+
+// streamRows is a read model with one row per stream of a type, a function
+// of the stream's aggregate and its last event. Apply upserts the rows of
+// the streams a batch touched; a rebuild folds the whole log in memory
+// instead and writes every row with one COPY (see fold).
+type streamRows[A aggregate] struct {
+	streamType string
+	columns    []string // the row's columns, in the order row gives them
+	key        string   // the column that identifies a stream's row
+	replay     func(A, []domain.Event) (A, error)
+	row        func(agg A, last eventstore.Event) ([]any, error)
+}
+
+// upsertSQL writes a row unless the table holds the stream at that version
+// or a later one already: applying an event twice changes nothing.
+func (r *streamRows[A]) upsertSQL(table pgx.Identifier) string {
+	var cols, params, set strings.Builder
+	for i, c := range r.columns {
+		if i > 0 {
+			cols.WriteString(", ")
+			params.WriteString(", ")
+		}
+		cols.WriteString(c)
+		fmt.Fprintf(&params, "$%d", i+1)
+		if c != r.key {
+			if set.Len() > 0 {
+				set.WriteString(", ")
+			}
+			fmt.Fprintf(&set, "%s = EXCLUDED.%s", c, c)
+		}
+	}
+	return `INSERT INTO ` + table.Sanitize() + ` AS v (` + cols.String() + `)
+VALUES (` + params.String() + `)
+ON CONFLICT (` + r.key + `) DO UPDATE SET ` + set.String() + `
+WHERE v.version < EXCLUDED.version`
+}
+
+func (r *streamRows[A]) apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, events []eventstore.Event) error {
+	b := &pgx.Batch{}
+	sql := r.upsertSQL(table)
+	for _, s := range byStream(events, r.streamType) {
+		agg, err := stateOf(ctx, tx, s, r.replay)
+		if err != nil {
+			return fmt.Errorf("project %s %s: %w", r.streamType, s.id, err)
+		}
+		row, err := r.row(agg, s.events[len(s.events)-1])
+		if err != nil {
+			return fmt.Errorf("project %s %s: %w", r.streamType, s.id, err)
+		}
+		b.Queue(sql, row...)
+	}
+	if err := upsertAll(ctx, tx, b); err != nil {
+		return fmt.Errorf("project %s streams into %s: %w", r.streamType, table.Sanitize(), err)
+	}
+	return nil
+}
+
+// rowsOf is a projection whose rows a rebuild can fold (Quotes, Customers).
+type rowsOf interface {
+	ofType() string
+	fold() folder
+}
+
+// folder takes a stream type's events in log order and keeps every
+// stream's aggregate in memory; copy then writes one row per stream.
+type folder interface {
+	// add applies the next event of its stream, decoded as d.
+	add(e eventstore.Event, d domain.Event) error
+	copy(ctx context.Context, conn *pgx.Conn, table pgx.Identifier) (int64, error)
+}
+
+func (r *streamRows[A]) ofType() string { return r.streamType }
+
+func (r *streamRows[A]) fold() folder {
+	return &fold[A]{rows: r, streams: map[string]*folded[A]{}}
+}
+
+// folded is a stream as the events so far left it.
+type folded[A aggregate] struct {
+	id      string
+	agg     A
+	version int64
+	at      time.Time
+}
+
+type fold[A aggregate] struct {
+	rows    *streamRows[A]
+	streams map[string]*folded[A]
+	order   []*folded[A] // in the order the streams began, for a stable COPY
+	one     [1]domain.Event
+}
+
+// add applies the next event of its stream. The log gives a stream's events
+// in version order (the append's guard); a gap is corruption and an error.
+func (f *fold[A]) add(e eventstore.Event, d domain.Event) error {
+	s := f.streams[e.StreamID]
+	if s == nil {
+		s = &folded[A]{id: e.StreamID}
+		f.streams[e.StreamID] = s
+		f.order = append(f.order, s)
+	}
+	if e.Version != s.version+1 {
+		return fmt.Errorf("%s %s: version %d follows version %d in the log", e.StreamType, e.StreamID, e.Version, s.version)
+	}
+	f.one[0] = d
+	var err error
+	if s.agg, err = f.rows.replay(s.agg, f.one[:]); err != nil {
+		return fmt.Errorf("%s %s version %d: %w", e.StreamType, e.StreamID, e.Version, err)
+	}
+	s.version, s.at = e.Version, e.RecordedAt
+	return nil
+}
+
+func (f *fold[A]) copy(ctx context.Context, conn *pgx.Conn, table pgx.Identifier) (int64, error) {
+	i := 0
+	return conn.CopyFrom(ctx, table, f.rows.columns, pgx.CopyFromFunc(func() ([]any, error) {
+		if i == len(f.order) {
+			return nil, nil
+		}
+		s := f.order[i]
+		i++
+		row, err := f.rows.row(s.agg, eventstore.Event{StreamID: s.id, Version: s.version, RecordedAt: s.at})
+		if err != nil {
+			return nil, fmt.Errorf("project %s %s: %w", f.rows.streamType, s.id, err)
+		}
+		return row, nil
+	}))
 }
 
 // upsertAll runs one version-guarded upsert per stream in one round trip.

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/eventstore"
 )
 
@@ -83,8 +86,15 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 	if err := r.create(ctx); err != nil {
 		return fmt.Errorf("rebuild %s: create %s: %w", p.Name(), r.beside.Sanitize(), err)
 	}
+	// A projection that folds reads the events of its stream type only, so
+	// those are what progress counts.
 	var total int64
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&total); err != nil {
+	var ofType *string
+	if rp, ok := p.(interface{ rows() rowsOf }); ok {
+		t := rp.rows().ofType()
+		ofType = &t
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM events WHERE $1::text IS NULL OR stream_type = $1`, ofType).Scan(&total); err != nil {
 		return fmt.Errorf("rebuild %s: count the events: %w", p.Name(), err)
 	}
 	progress(0, total)
@@ -95,10 +105,10 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 	// it has read all that ReadLog gives now.
 	follow := func() error {
 		for {
-			var n int
+			var n, mine int
 			err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 				var err error
-				n, at, err = apply(ctx, tx, p, r.beside, eventstore.ReadLogTx, at)
+				n, mine, at, err = apply(ctx, tx, p, r.beside, eventstore.ReadLogTx, at)
 				return err
 			})
 			if err != nil {
@@ -107,9 +117,18 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 			if n == 0 {
 				return nil
 			}
-			done += int64(n)
+			done += int64(mine)
 			progress(done, max(total, done))
 		}
+	}
+	if rp, ok := p.(interface{ rows() rowsOf }); ok {
+		// The whole log so far, folded in memory and written with COPY;
+		// follow then applies what came after, row by row.
+		n, next, err := r.fold(ctx, rp.rows(), func(n int64) { progress(done+n, max(total, done+n)) })
+		if err != nil {
+			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+		}
+		done, at = done+n, next
 	}
 	if err := follow(); err != nil {
 		return err
@@ -145,6 +164,114 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 	}
 	progress(done, max(total, done))
 	return nil
+}
+
+// FoldBatch is how many events a rebuild's fold reads at a time.
+const FoldBatch = 20000
+
+// fold reads the log of the projection's stream type up to now, keeps each
+// stream's aggregate in memory, and writes one row per stream into the
+// table beside with a single COPY. It returns how many events it read, and
+// the cursor of the last; progress hears the count after each batch.
+//
+// The work is spread so that PostgreSQL and the CPUs here stay busy: a
+// goroutine reads the next batch while the current one is decoded (on
+// every CPU) and folded (in log order, on one).
+func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (int64, eventstore.Cursor, error) {
+	type batch struct {
+		events []eventstore.Event
+		next   eventstore.Cursor
+		err    error
+	}
+	// Read in the log's order through its index, whatever the statistics
+	// say: a fresh log's planner may prefer to sort it whole each batch.
+	if _, err := r.conn.Exec(ctx, `SET enable_sort = off`); err != nil {
+		return 0, eventstore.Cursor{}, err
+	}
+	defer r.conn.Exec(context.WithoutCancel(ctx), `RESET enable_sort`)
+	readCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	batches := make(chan batch, 1)
+	go func() {
+		defer close(batches)
+		var at eventstore.Cursor
+		for {
+			events, next, err := eventstore.ReadLogOfTx(readCtx, r.conn, at, FoldBatch, rows.ofType())
+			if len(events) == 0 && err == nil {
+				return
+			}
+			select {
+			case batches <- batch{events, next, err}:
+			case <-readCtx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+			at = next
+		}
+	}()
+	// The reader owns the connection until it has closed batches.
+	drainReader := func() {
+		stop()
+		for range batches {
+		}
+	}
+	var at eventstore.Cursor
+	var done int64
+	f := rows.fold()
+	decoded := make([]domain.Event, FoldBatch)
+	for b := range batches {
+		if b.err == nil {
+			b.err = decodeAll(b.events, decoded)
+		}
+		for i, e := range b.events {
+			if b.err != nil {
+				break
+			}
+			b.err = f.add(e, decoded[i])
+		}
+		if b.err != nil {
+			drainReader()
+			return done, at, b.err
+		}
+		done, at = done+int64(len(b.events)), b.next
+		progress(done)
+	}
+	if err := ctx.Err(); err != nil {
+		return done, at, err
+	}
+	if _, err := f.copy(ctx, r.conn, r.beside); err != nil {
+		return done, at, fmt.Errorf("copy the rows into %s: %w", r.beside.Sanitize(), err)
+	}
+	return done, at, nil
+}
+
+// decodeAll decodes events into out[:len(events)], on every CPU.
+func decodeAll(events []eventstore.Event, out []domain.Event) error {
+	workers := runtime.GOMAXPROCS(0)
+	chunk := (len(events) + workers - 1) / workers
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*chunk, min((w+1)*chunk, len(events))
+		if lo >= hi {
+			break
+		}
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				e := events[i]
+				d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Data)
+				if err != nil {
+					errs[w] = fmt.Errorf("%s %s version %d: %w", e.StreamType, e.StreamID, e.Version, err)
+					return
+				}
+				out[i] = d
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 type rebuild struct {
@@ -302,28 +429,47 @@ DROP TABLE `+retired.Sanitize())
 type reader func(context.Context, eventstore.DBTX, eventstore.Cursor, int) ([]eventstore.Event, eventstore.Cursor, error)
 
 // drain applies to table, within tx, every event read gives after the
-// cursor; it returns how many and the cursor of the last.
+// cursor; it returns how many of them were the projection's (see counted)
+// and the cursor of the last.
 func drain(ctx context.Context, tx pgx.Tx, p Projection, table pgx.Identifier, read reader, at eventstore.Cursor) (int64, eventstore.Cursor, error) {
 	var applied int64
 	for {
-		n, next, err := apply(ctx, tx, p, table, read, at)
+		n, mine, next, err := apply(ctx, tx, p, table, read, at)
 		if err != nil || n == 0 {
 			return applied, at, err
 		}
-		applied, at = applied+int64(n), next
+		applied, at = applied+int64(mine), next
 	}
 }
 
 // apply reads the next batch after the cursor with read and applies it to
-// table; it returns how many events that was and the new cursor.
+// table; it returns how many events it read, how many of them count for
+// the projection's progress, and the new cursor.
 func apply(ctx context.Context, tx pgx.Tx, p Projection, table pgx.Identifier, read reader,
-	at eventstore.Cursor) (int, eventstore.Cursor, error) {
+	at eventstore.Cursor) (int, int, eventstore.Cursor, error) {
 	events, next, err := read(ctx, tx, at, RebuildBatch)
 	if err != nil || len(events) == 0 {
-		return 0, at, err
+		return 0, 0, at, err
 	}
 	if err := p.Apply(ctx, tx, table, events); err != nil {
-		return 0, at, err
+		return 0, 0, at, err
 	}
-	return len(events), next, nil
+	return len(events), counted(p, events), next, nil
+}
+
+// counted is how many of the events a rebuild's progress counts: those of
+// the projection's stream type when it folds (its total counts only
+// those), else all.
+func counted(p Projection, events []eventstore.Event) int {
+	rp, ok := p.(interface{ rows() rowsOf })
+	if !ok {
+		return len(events)
+	}
+	n := 0
+	for _, e := range events {
+		if e.StreamType == rp.rows().ofType() {
+			n++
+		}
+	}
+	return n
 }

@@ -27,11 +27,36 @@ type Runner struct {
 	// OnBatch, when set, is told how many events each committed batch
 	// applied (for metrics).
 	OnBatch func(n int)
+	// CallTimeout bounds each piece of work with the database: getting a
+	// connection, one try for the lock, one batch (default
+	// DefaultCallTimeout). A connection that stops answering without being
+	// closed (a network partition, a failover behind a proxy) then ends the
+	// leadership and is replaced, instead of holding the projector forever.
+	CallTimeout time.Duration
 }
+
+// DefaultCallTimeout is a Runner's CallTimeout unless set: far above what a
+// batch takes (milliseconds), far below TCP's own give-up (about 15
+// minutes for unacknowledged data, never for a peer that acknowledges but
+// does not answer).
+const DefaultCallTimeout = 30 * time.Second
 
 // NewRunner returns a Runner of proj on pool.
 func NewRunner(pool *pgxpool.Pool, proj Projection, log *slog.Logger) *Runner {
-	return &Runner{pool: pool, proj: proj, log: log.With("projection", proj.Name()), BatchSize: 500, Poll: 100 * time.Millisecond}
+	return &Runner{pool: pool, proj: proj, log: log.With("projection", proj.Name()), BatchSize: 500, Poll: 100 * time.Millisecond,
+		CallTimeout: DefaultCallTimeout}
+}
+
+func (r *Runner) callTimeout() time.Duration {
+	if r.CallTimeout <= 0 {
+		return DefaultCallTimeout
+	}
+	return r.CallTimeout
+}
+
+// bounded is ctx limited to one piece of work with the database.
+func (r *Runner) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.callTimeout())
 }
 
 // Run follows the log until ctx ends; it returns nil then. Failures (a lost
@@ -57,7 +82,9 @@ func lockKey(name string) string { return "upsell.projection." + name }
 // lock, then applies batches on that connection until ctx ends or the
 // connection fails, which also releases the lock for a standby.
 func (r *Runner) lead(ctx context.Context) error {
-	pc, err := r.pool.Acquire(ctx)
+	acquireCtx, cancel := r.bounded(ctx)
+	pc, err := r.pool.Acquire(acquireCtx)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -69,7 +96,10 @@ func (r *Runner) lead(ctx context.Context) error {
 	}()
 	for waited := false; ; waited = true {
 		var got bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, lockKey(r.proj.Name())).Scan(&got); err != nil {
+		lockCtx, cancel := r.bounded(ctx)
+		err := conn.QueryRow(lockCtx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, lockKey(r.proj.Name())).Scan(&got)
+		cancel()
+		if err != nil {
 			return fmt.Errorf("take the projector lock: %w", err)
 		}
 		if got {
@@ -85,12 +115,20 @@ func (r *Runner) lead(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := conn.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, r.proj.Name()); err != nil {
+	createCtx, cancel := r.bounded(ctx)
+	_, err = conn.Exec(createCtx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, r.proj.Name())
+	cancel()
+	if err != nil {
 		return fmt.Errorf("create the checkpoint: %w", err)
 	}
 	for {
-		n, err := r.step(ctx, conn)
+		stepCtx, cancel := r.bounded(ctx)
+		n, err := r.step(stepCtx, conn)
+		cancel()
 		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("a batch got no answer from the database within %s; leaving its connection: %w", r.callTimeout(), err)
+			}
 			return err
 		}
 		if n < r.BatchSize {
@@ -107,7 +145,12 @@ func (r *Runner) step(ctx context.Context, conn *pgx.Conn) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer func() {
+		// Bounded too: the connection may be the one that stopped answering.
+		rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rollbackCtx)
+	}()
 	// FOR UPDATE: a rebuild that swaps the table moves the checkpoint under
 	// this row's lock, so a batch never straddles a swap.
 	at, err := checkpointTx(ctx, tx, r.proj.Name(), true)
