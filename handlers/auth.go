@@ -1,20 +1,29 @@
 package handlers
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/upsell-dev/upsell/domain"
 	"github.com/upsell-dev/upsell/importer"
 )
 
 // authenticated resolves "Authorization: Bearer <key>" to a user of an MSP
 // by the key's SHA-256 (keys are stored only as hashes) and runs next as
-// that user. A missing or unknown key is 401.
+// that user, within the key's rate limit (Config.RateLimit). A missing or
+// unknown key is 401; a key over its limit is 429 with Retry-After.
+//
+// Neither the key nor its hash is ever logged: the hash is no secret in
+// the sense that it cannot be sent in place of the key, but it names the
+// key for good, and for a short key it is enough to find the key offline.
 func (s *Server) authenticated(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := checkText(r); err != nil {
@@ -28,10 +37,13 @@ func (s *Server) authenticated(next http.HandlerFunc) http.HandlerFunc {
 				Detail: "send your API key as Authorization: Bearer <key>"})
 			return
 		}
-		ri := info(r.Context())
-		err := s.Pool.QueryRow(r.Context(), `SELECT msp_id, id FROM msp_users WHERE api_key_hash = $1`,
-			importer.HashAPIKey(key)).Scan(&ri.actor.MSPID, &ri.actor.UserID)
-		if errors.Is(err, pgx.ErrNoRows) {
+		hash := importer.HashAPIKey(key)
+		actor, err := s.userOfKey(r, hash)
+		if errors.Is(err, errUnknownKey) {
+			// No bucket is spent on an unknown key: buckets are for users,
+			// and keys an attacker makes up must not fill the limiter's
+			// memory (nor could a bucket per made-up key slow a guesser,
+			// who makes up a new key each time).
 			s.problem(w, r, &RequestError{Status: http.StatusUnauthorized, Code: "unauthorized",
 				Detail: "the API key is not known"})
 			return
@@ -40,8 +52,62 @@ func (s *Server) authenticated(next http.HandlerFunc) http.HandlerFunc {
 			s.problem(w, r, fmt.Errorf("look up the API key: %w", err))
 			return
 		}
+		ri := info(r.Context())
+		ri.actor = actor // the request is logged as this user's, a refused one too
+		if l := s.limiter(); l != nil {
+			if ok, wait := l.allow([sha256.Size]byte(hash)); !ok {
+				secs := retryAfterSeconds(wait)
+				w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+				s.problem(w, r, &RequestError{Status: http.StatusTooManyRequests, Code: "rate_limited",
+					Detail: fmt.Sprintf("this API key has used up its rate limit (%s requests a second); try again in %d s",
+						strconv.FormatFloat(s.RateLimit, 'f', -1, 64), secs)})
+				return
+			}
+		}
 		next(w, r)
 	}
+}
+
+// errUnknownKey is a key that belongs to no user.
+var errUnknownKey = errors.New("unknown API key")
+
+// userOfKey finds the user whose key has the SHA-256 hash.
+//
+// The lookup is by the hash, through the unique index on api_key_hash, and
+// that comparison inside PostgreSQL is not constant-time. It leaks nothing
+// useful: what the time of an index probe could tell is how far the
+// *hash* of the presented key agrees with the stored hashes, and a caller
+// cannot steer the hash of a key towards a stored one (SHA-256 has no
+// known way to make a hash with a chosen prefix but trying keys at random,
+// which is guessing the key). A stored hash is also no credential: the
+// key is. So the probe's timing reveals no more than the answer does.
+//
+// The stored hash is nevertheless selected and compared again here in
+// constant time, so that accepting a key never rests on a comparison
+// whose time depends on how many bytes agree: should the lookup ever
+// change (a case-insensitive or collated comparison, a prefix index, a
+// cache), no key is let in on a hash that merely resembles its own.
+func (s *Server) userOfKey(r *http.Request, hash []byte) (domain.Actor, error) {
+	var actor domain.Actor
+	var stored []byte
+	err := s.Pool.QueryRow(r.Context(), `SELECT msp_id, id, api_key_hash FROM msp_users WHERE api_key_hash = $1`,
+		hash).Scan(&actor.MSPID, &actor.UserID, &stored)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return domain.Actor{}, errUnknownKey
+	case err != nil:
+		return domain.Actor{}, err
+	case !sameKeyHash(stored, hash):
+		return domain.Actor{}, errUnknownKey
+	}
+	return actor, nil
+}
+
+// sameKeyHash reports whether two key hashes are equal, in a time that
+// does not depend on their contents (only on their length, which is
+// always sha256.Size).
+func sameKeyHash(stored, presented []byte) bool {
+	return len(presented) == sha256.Size && subtle.ConstantTimeCompare(stored, presented) == 1
 }
 
 // checkText refuses a path or query that is not valid UTF-8 or holds a NUL:

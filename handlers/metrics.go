@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/upsell-dev/upsell/eventstore"
 	"github.com/upsell-dev/upsell/projections"
 )
 
@@ -28,15 +29,19 @@ type Metrics struct {
 	// RelayedEvents counts the events this instance's relay published and
 	// checkpointed; give relay.Options.OnPublished its Add.
 	RelayedEvents *prometheus.CounterVec
+	// stallThreshold judges upsell_log_stalled (eventstore.StallThreshold;
+	// shorter in tests).
+	stallThreshold time.Duration
 }
 
 // NewMetrics registers the service's metrics. With a pool it also reports
-// each asynchronous projection's lag, and the lag of each relay named (by
-// its checkpoint name, e.g. relay.postgres), read from the database at
-// scrape time.
+// each asynchronous projection's lag, the lag of each relay named (by its
+// checkpoint name, e.g. relay.postgres), and whether the log is stalled
+// behind an open transaction, read from the database at scrape time.
 func NewMetrics(pool *pgxpool.Pool, relays ...string) *Metrics {
 	m := &Metrics{
-		Registry: prometheus.NewRegistry(),
+		stallThreshold: eventstore.StallThreshold,
+		Registry:       prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upsell_http_requests_total", Help: "HTTP requests answered, by route, method and status.",
 		}, []string{"route", "method", "status"}),
@@ -57,7 +62,7 @@ func NewMetrics(pool *pgxpool.Pool, relays ...string) *Metrics {
 	m.Registry.MustRegister(m.requests, m.latency, m.eventsAppended, m.ProjectedEvents, m.RelayedEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
-		m.Registry.MustRegister(&lagCollector{pool: pool, relays: relays})
+		m.Registry.MustRegister(&lagCollector{pool: pool, relays: relays}, &stallCollector{pool: pool, m: m})
 	}
 	return m
 }
@@ -124,4 +129,66 @@ func (c *lagCollector) collect(ctx context.Context, ch chan<- prometheus.Metric,
 	}
 	ch <- prometheus.MustNewConstMetric(events, prometheus.GaugeValue, float64(lag.Events), label)
 	ch <- prometheus.MustNewConstMetric(seconds, prometheus.GaugeValue, lag.Age.Seconds(), label)
+}
+
+// stallCollector reports whether the readers of the log wait behind an
+// open transaction (eventstore.Stall), and which.
+type stallCollector struct {
+	pool *pgxpool.Pool
+	m    *Metrics
+}
+
+var (
+	logUnreadableDesc = prometheus.NewDesc("upsell_log_unreadable_events",
+		"Committed events that no reader of the log (projectors, relay, rebuild) can read yet, because a transaction "+
+			"that took its id before they committed is still open somewhere on the PostgreSQL server, in any database "+
+			"(at most 100,000 are counted). Short-lived while transactions commit; growing, it is a stall: "+
+			"see upsell_log_stalled and `upsell status`.", nil, nil)
+	logOldestTxDesc = prometheus.NewDesc("upsell_log_oldest_transaction_seconds",
+		"How long the oldest open transaction on the PostgreSQL server (any database), the one every reader of the log "+
+			"waits for, has been open; 0 when none is. An abandoned one ends at its session's "+
+			"idle_in_transaction_session_timeout (UPSELL_DB_IDLE_TX_TIMEOUT for upsell's sessions), or by "+
+			"SELECT pg_terminate_backend(pid).", nil, nil)
+	logStalledDesc = prometheus.NewDesc("upsell_log_stalled",
+		"1 when committed events wait behind a transaction open for 5 s or more, so projectors and the relay stand "+
+			"still; upsell_log_stall_holder_info and `upsell status` name it. It ends when that transaction does: "+
+			"its session's idle_in_transaction_session_timeout, or SELECT pg_terminate_backend(pid); a prepared "+
+			"transaction by COMMIT PREPARED or ROLLBACK PREPARED.", nil, nil)
+	logStallHolderDesc = prometheus.NewDesc("upsell_log_stall_holder_info",
+		"The transaction a stalled log waits for (present only while upsell_log_stalled is 1): its pid "+
+			"(for pg_terminate_backend; 0 for a prepared transaction), database, application_name and state.",
+		[]string{"pid", "database", "application", "state"}, nil)
+)
+
+func (c *stallCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- logUnreadableDesc
+	ch <- logOldestTxDesc
+	ch <- logStalledDesc
+	ch <- logStallHolderDesc
+}
+
+func (c *stallCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := eventstore.StallAfter(ctx, c.pool, c.m.stallThreshold)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(logUnreadableDesc, err)
+		return
+	}
+	var open float64
+	if s.Holder != nil {
+		open = s.Holder.Open.Seconds()
+	}
+	stalled := 0.0
+	if s.Stalled {
+		stalled = 1
+	}
+	ch <- prometheus.MustNewConstMetric(logUnreadableDesc, prometheus.GaugeValue, float64(s.UnreadableEvents))
+	ch <- prometheus.MustNewConstMetric(logOldestTxDesc, prometheus.GaugeValue, open)
+	ch <- prometheus.MustNewConstMetric(logStalledDesc, prometheus.GaugeValue, stalled)
+	if s.Stalled && s.Holder != nil {
+		h := s.Holder
+		ch <- prometheus.MustNewConstMetric(logStallHolderDesc, prometheus.GaugeValue, 1,
+			strconv.Itoa(int(h.PID)), h.Database, h.ApplicationName, h.State)
+	}
 }

@@ -87,11 +87,7 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 		Ready:     func(ctx context.Context) error { return ready(ctx, pool) },
 		RateLimit: *rateLimit, RequestTimeout: *requestTimeout,
 	})
-	srv := &http.Server{
-		Handler: api, ErrorLog: nil,
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute,
-	}
+	srv := newAPIServer(api, apiTimeouts, c.log)
 
 	// The projectors run until the server has finished its last request.
 	projCtx, stopProjectors := context.WithCancel(context.WithoutCancel(ctx))

@@ -27,18 +27,75 @@ type statusReport struct {
 	Head      string           `json:"head"`
 	Events    int64            `json:"events"`
 	Followers []followerStatus `json:"followers"`
+	Stall     stallStatus      `json:"stall"`
 }
 
-// cmdStatus prints where the projectors and relays are in the log and how
-// far behind they are.
+// stallStatus is whether the readers of the log wait behind an open
+// transaction (eventstore.Stall).
+type stallStatus struct {
+	Stalled             bool    `json:"stalled"`
+	StalledAfterSeconds float64 `json:"stalled_after_seconds"`
+	// Horizon: readers read the events of transactions below this id.
+	Horizon          uint64 `json:"horizon"`
+	UnreadableEvents int64  `json:"unreadable_events"` // at most 100,000 counted
+	FirstUnreadable  string `json:"first_unreadable"`  // cursor; "" when none
+	// Transaction is the oldest open transaction on the server, the one
+	// the horizon waits for; null when none is open.
+	Transaction *stallTransaction `json:"transaction"`
+	Summary     string            `json:"summary"` // the text output's line after "log: " or "log STALLED: "
+}
+
+type stallTransaction struct {
+	PID             int32     `json:"pid"` // 0 for a prepared transaction
+	Database        string    `json:"database"`
+	SameDatabase    bool      `json:"same_database"`
+	ApplicationName string    `json:"application_name"`
+	User            string    `json:"user"`
+	State           string    `json:"state"` // pg_stat_activity's, "prepared", or "" when not visible to this role
+	TransactionID   uint64    `json:"transaction_id"`
+	BackendXmin     uint32    `json:"backend_xmin"`
+	Started         time.Time `json:"started"` // zero when not visible to this role
+	OpenSeconds     float64   `json:"open_seconds"`
+	StateSeconds    float64   `json:"state_seconds"`
+	GID             string    `json:"gid,omitempty"`
+	EndsBy          string    `json:"ends_by"`
+}
+
+func newStallStatus(s eventstore.StallInfo) stallStatus {
+	r := stallStatus{
+		Stalled: s.Stalled, StalledAfterSeconds: s.Threshold.Seconds(), Horizon: s.Horizon,
+		UnreadableEvents: s.UnreadableEvents, Summary: s.String(),
+	}
+	if s.UnreadableEvents > 0 {
+		r.FirstUnreadable = s.FirstUnreadable.String()
+	}
+	if h := s.Holder; h != nil {
+		r.Transaction = &stallTransaction{
+			PID: h.PID, Database: h.Database, SameDatabase: h.SameDatabase, ApplicationName: h.ApplicationName,
+			User: h.User, State: h.State, TransactionID: h.TransactionID, BackendXmin: h.BackendXmin,
+			Started: h.Started, OpenSeconds: h.Open.Seconds(), StateSeconds: h.InState.Seconds(), GID: h.GID,
+			EndsBy: h.EndsBy(),
+		}
+	}
+	return r
+}
+
+// cmdStatus prints where the projectors and relays are in the log, how far
+// behind they are, and whether the log is stalled behind an open
+// transaction.
 func cmdStatus(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("status")
 	asJSON := fs.Bool("json", false, "print JSON")
+	stallAfter := fs.Duration("stall-after", eventstore.StallThreshold,
+		"call the log stalled when events wait behind a transaction open this long")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"status takes no arguments"}
+	}
+	if *stallAfter < 0 {
+		return usageError{fmt.Sprintf("--stall-after %s: want a duration of 0 or more", *stallAfter)}
 	}
 	pool, err := c.connectCurrent(ctx)
 	if err != nil {
@@ -107,12 +164,22 @@ FROM names n LEFT JOIN projection_checkpoints c USING (name) ORDER BY n.name`, e
 		}
 		f.Checkpoint, f.LagEvents, f.LagSeconds = at.String(), lag.Events, lag.Age.Seconds()
 	}
+	stall, err := eventstore.StallAfter(ctx, pool, *stallAfter)
+	if err != nil {
+		return err
+	}
+	r.Stall = newStallStatus(stall)
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	fmt.Fprintf(c.stdout, "log head %s (about %d events)\n\n", r.Head, r.Events)
+	fmt.Fprintf(c.stdout, "log head %s (about %d events)\n", r.Head, r.Events)
+	if stall.Stalled {
+		fmt.Fprintf(c.stdout, "log STALLED: %s\n\n", r.Stall.Summary)
+	} else {
+		fmt.Fprintf(c.stdout, "log: %s\n\n", r.Stall.Summary)
+	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tCHECKPOINT\tBEHIND (EVENTS)\tBEHIND (TIME)\tLAST MOVED\tLEADER")
 	for _, f := range r.Followers {
