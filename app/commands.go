@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"errors"
 
 	"github.com/google/uuid"
 
 	"github.com/upsell-dev/upsell/domain"
+	"github.com/upsell-dev/upsell/eventstore"
 )
 
 // OpenChangeQuote opens a change quote on one of the actor's customers.
@@ -92,6 +94,17 @@ func (s *Service) SubmitOrder(ctx context.Context, m Meta, quoteID uuid.UUID) (R
 			return nil, err
 		}
 		if err := q.Submit(customer, m.Actor, s.clock.Now()); err != nil {
+			var de *domain.Error
+			if errors.As(err, &de) && de.Code == domain.CodeBaselineChanged {
+				// The customer was read after the quote. When the quote
+				// moved in between (a concurrent submit of this very quote
+				// amended the customer), the two reads do not belong
+				// together: decide again on both, which finds the quote
+				// closed.
+				if v, verr := s.store.StreamVersion(ctx, q.ID().String()); verr == nil && v != q.Version() {
+					return nil, &eventstore.VersionConflictError{StreamID: q.ID().String(), Expected: q.Version(), Actual: v}
+				}
+			}
 			return nil, err
 		}
 		return []pending{{customer.ID(), domain.StreamCustomer, customer}}, nil

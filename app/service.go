@@ -153,11 +153,11 @@ func (s *Service) runQuoteWith(ctx context.Context, m Meta, quoteID uuid.UUID, w
 			return Result{}, &PreconditionFailedError{Expected: *m.ExpectedVersion, Actual: q.Version()}
 		}
 		also, err := decide(ctx, q, cat)
-		if err != nil {
-			return Result{}, err
+		var events []eventstore.Event
+		if err == nil {
+			streams := append([]pending{{quoteID.String(), domain.StreamChangeQuote, q}}, also...)
+			events, err = s.append(ctx, m, streams, Result{QuoteID: quoteID, Version: q.Version(), Quote: q})
 		}
-		streams := append([]pending{{quoteID.String(), domain.StreamChangeQuote, q}}, also...)
-		events, err := s.append(ctx, m, streams, Result{QuoteID: quoteID, Version: q.Version(), Quote: q})
 		if errors.Is(err, eventstore.ErrVersionConflict) {
 			if attempt == s.maxRetries {
 				return Result{}, fmt.Errorf("gave up after %d attempts: %w", attempt+1, err)
