@@ -193,9 +193,18 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// requestTimeout is the bound on one request's work.
+func (s *Server) requestTimeout() time.Duration {
+	if s.RequestTimeout > 0 {
+		return s.RequestTimeout
+	}
+	return DefaultRequestTimeout
+}
+
 // observed gives the request its id (the caller's X-Request-ID, else a new
-// one; echoed back), and logs and counts it once it is answered. Panics
-// become 500 problems.
+// one; echoed back) and its deadline (RequestTimeout: every database call
+// of the request ends by then, and a call cut short is a 503), and logs and
+// counts it once it is answered. Panics become 500 problems.
 func (s *Server) observed(route string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -205,7 +214,8 @@ func (s *Server) observed(route string, next http.HandlerFunc) http.HandlerFunc 
 		}
 		w.Header().Set("X-Request-ID", id)
 		ri := &requestInfo{id: id}
-		ctx := context.WithValue(r.Context(), ctxKey{}, ri)
+		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), ctxKey{}, ri), s.requestTimeout())
+		defer cancel()
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {

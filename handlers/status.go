@@ -116,13 +116,21 @@ func badRequest(code, field, format string, args ...any) *RequestError {
 // command: see StatusFor.
 var errStateOnRead = errors.New("not readable in the quote's current state")
 
-// isUnavailable reports the SQLSTATE classes that mean the database cannot
-// serve right now (connection exceptions, shutdown, too many connections).
+// isUnavailable reports the SQLSTATEs that mean the database cannot serve
+// the request right now, through no fault of the request: connection
+// exceptions, shutdown, too many connections, and the server's own limits
+// on a statement or session (a statement_timeout or lock_timeout that a
+// DBA set, a statement an operator cancelled, a session ended for idling).
 func isUnavailable(sqlstate string) bool {
 	switch {
 	case len(sqlstate) == 5 && sqlstate[:2] == "08": // connection exception
 		return true
 	case sqlstate == "57P01", sqlstate == "57P02", sqlstate == "57P03", sqlstate == "53300":
+		return true
+	case sqlstate == "57014", // query_canceled: statement_timeout, pg_cancel_backend
+		sqlstate == "55P03", // lock_not_available: lock_timeout
+		sqlstate == "25P03", // idle_in_transaction_session_timeout
+		sqlstate == "57P05": // idle_session_timeout
 		return true
 	}
 	return false

@@ -172,6 +172,16 @@ func (c *cli) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	cfg.ConnConfig.RuntimeParams["tcp_keepalives_interval"] = "10"
 	cfg.ConnConfig.RuntimeParams["tcp_keepalives_count"] = "3"
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	// A pooled connection idle for a second or more is pinged before it is
+	// handed out. One that does not answer in time (the database or the
+	// network went away without closing it) is dropped and the next one
+	// tried, instead of holding its user until that user's deadline, or
+	// forever for a user without one (the relay's SQL publisher).
+	cfg.PingTimeout = 2 * time.Second
+	// No statement_timeout: a request's statements end with its deadline
+	// (pgx closes the connection and has the server cancel the statement),
+	// and this pool also runs what may rightly take long (migrations,
+	// imports, rebuilds; the projectors bound their own work).
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
