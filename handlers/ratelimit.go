@@ -3,10 +3,8 @@ package handlers
 import (
 	"crypto/sha256"
 	"math"
-	"runtime"
 	"sync"
 	"time"
-	"weak"
 )
 
 // rateLimiter is Config.RateLimit: a token bucket per API key (by the
@@ -126,27 +124,8 @@ func (l *rateLimiter) evictStalest() {
 	}
 }
 
-// limiters holds each Server's limiter, made on its first authenticated
-// request (the Server struct, in server.go, has no field for it yet). The
-// Server is held weakly, and its entry goes with it: servers come and go
-// in tests.
-var limiters sync.Map // weak.Pointer[Server] → *rateLimiter
-
 // limiter is the Server's rate limiter, nil when Config.RateLimit is 0.
-func (s *Server) limiter() *rateLimiter {
-	if !(s.RateLimit > 0) {
-		return nil
-	}
-	key := weak.Make(s)
-	if l, ok := limiters.Load(key); ok {
-		return l.(*rateLimiter)
-	}
-	l, loaded := limiters.LoadOrStore(key, newRateLimiter(s.RateLimit))
-	if !loaded {
-		runtime.AddCleanup(s, func(k weak.Pointer[Server]) { limiters.Delete(k) }, key)
-	}
-	return l.(*rateLimiter)
-}
+func (s *Server) limiter() *rateLimiter { return s.rl }
 
 // size is how many buckets the limiter holds.
 func (l *rateLimiter) size() int {

@@ -42,6 +42,7 @@ type Server struct {
 	Config
 	mux    *http.ServeMux
 	routes []route
+	rl     *rateLimiter // Config.RateLimit per key; nil: no limit
 }
 
 // route is one registered endpoint. Public routes need no API key.
@@ -59,7 +60,7 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	s := &Server{Config: cfg, mux: http.NewServeMux()}
+	s := &Server{Config: cfg, mux: http.NewServeMux(), rl: newRateLimiter(cfg.RateLimit)}
 	s.routes = []route{
 		{"GET", "/healthz", true, s.healthz},
 		{"GET", "/readyz", true, s.readyz},
