@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,8 +85,31 @@ func redact(s string) string {
 	return u.Redacted()
 }
 
+// PublishTimeout bounds one publish to the SQL topic.
+const PublishTimeout = 30 * time.Second
+
+// boundedExec gives watermill-sql's publisher, which runs its INSERT
+// without a deadline (context.Background), one: at most timeout, and no
+// longer than the relay's own context. Without it a database that stops
+// answering (a partition, not a refused connection) holds the relay, and
+// the shutdown waiting on it, forever.
+type boundedExec struct {
+	*sql.DB
+	ctx     context.Context
+	timeout time.Duration
+}
+
+func (b boundedExec) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
+	return b.DB.ExecContext(ctx, query, args...)
+}
+
 // Publisher opens the transport's Watermill publisher. Close it, then the
-// returned closer (the connection under it).
+// returned closer (the connection under it). The SQL publisher's inserts
+// end with ctx.
 func (t Transport) Publisher(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (message.Publisher, func(), error) {
 	logger := watermill.NewSlogLogger(log)
 	if t.Kind == "postgres" {
@@ -93,7 +117,8 @@ func (t Transport) Publisher(ctx context.Context, pool *pgxpool.Pool, log *slog.
 			return nil, nil, fmt.Errorf("the SQL transport has one topic, %s", Topic)
 		}
 		db := stdlib.OpenDBFromPool(pool)
-		pub, err := wsql.NewPublisher(db, wsql.PublisherConfig{SchemaAdapter: wsql.DefaultPostgreSQLSchema{}}, logger)
+		pub, err := wsql.NewPublisher(boundedExec{db, ctx, PublishTimeout},
+			wsql.PublisherConfig{SchemaAdapter: wsql.DefaultPostgreSQLSchema{}}, logger)
 		if err != nil {
 			_ = db.Close()
 			return nil, nil, fmt.Errorf("open the SQL publisher: %w", err)

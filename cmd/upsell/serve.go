@@ -169,7 +169,11 @@ func ready(ctx context.Context, pool *pgxpool.Pool) error {
 // until ctx ends. Every instance may do it; the deletes do not conflict.
 func purgeIdempotencyKeys(ctx context.Context, pool *pgxpool.Pool, ttl time.Duration, c *cli) {
 	for {
-		n, err := handlers.PurgeIdempotencyKeys(ctx, pool, ttl)
+		// Bounded, so that a database that stops answering cannot hold the
+		// purge, and the shutdown that waits for it, forever.
+		purgeCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		n, err := handlers.PurgeIdempotencyKeys(purgeCtx, pool, ttl)
+		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return
