@@ -172,6 +172,13 @@ func (c *cli) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	cfg.ConnConfig.RuntimeParams["tcp_keepalives_interval"] = "10"
 	cfg.ConnConfig.RuntimeParams["tcp_keepalives_count"] = "3"
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	// A command waits on the database for most of its time (round trips),
+	// so more connections than CPUs serve more at once: pgxpool's default
+	// (the number of CPUs, at least 4) is raised unless the URL says
+	// pool_max_conns.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = defaultPoolSize
+	}
 	// A pooled connection idle for a second or more is pinged before it is
 	// handed out. One that does not answer in time (the database or the
 	// network went away without closing it) is dropped and the next one
@@ -212,6 +219,11 @@ func (c *cli) connectCurrent(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	return pool, nil
 }
+
+// defaultPoolSize is the pool's size when DATABASE_URL does not set
+// pool_max_conns: 16 concurrent clients gave 12% more commands per second
+// than with 4 connections (docs/performance.md).
+const defaultPoolSize = 16
 
 // envDuration reads a positive duration ("90s", "2m") from the environment
 // variable name, or gives def when it is unset.
