@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -240,18 +241,59 @@ func (f *fold[A]) add(e eventstore.Event, d domain.Event) error {
 	return nil
 }
 
+// copy writes one row per stream into table. The rows (their JSON above
+// all) are made on every CPU, a chunk of streams at a time and a few chunks
+// ahead of the COPY, which takes them in order.
 func (f *fold[A]) copy(ctx context.Context, conn *pgx.Conn, table pgx.Identifier) (int64, error) {
-	i := 0
+	const chunkSize = 1000
+	type chunk struct {
+		rows [][]any
+		err  error
+	}
+	chunks := make([]chan chunk, (len(f.order)+chunkSize-1)/chunkSize)
+	for i := range chunks {
+		chunks[i] = make(chan chunk, 1)
+	}
+	ahead := make(chan struct{}, 2*runtime.GOMAXPROCS(0)) // chunks made but not yet copied
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for i := range chunks {
+			select {
+			case ahead <- struct{}{}:
+			case <-done:
+				return
+			}
+			go func() {
+				streams := f.order[i*chunkSize : min((i+1)*chunkSize, len(f.order))]
+				c := chunk{rows: make([][]any, len(streams))}
+				for j, s := range streams {
+					if c.rows[j], c.err = f.rows.row(s.agg, eventstore.Event{StreamID: s.id, Version: s.version, RecordedAt: s.at}); c.err != nil {
+						c.err = fmt.Errorf("project %s %s: %w", f.rows.streamType, s.id, c.err)
+						break
+					}
+				}
+				chunks[i] <- c
+			}()
+		}
+	}()
+	var current [][]any
+	next := 0
 	return conn.CopyFrom(ctx, table, f.rows.columns, pgx.CopyFromFunc(func() ([]any, error) {
-		if i == len(f.order) {
-			return nil, nil
+		for len(current) == 0 {
+			if next == len(chunks) {
+				return nil, nil
+			}
+			c := <-chunks[next]
+			<-ahead
+			next++
+			if c.err != nil {
+				return nil, c.err
+			}
+			current = c.rows
 		}
-		s := f.order[i]
-		i++
-		row, err := f.rows.row(s.agg, eventstore.Event{StreamID: s.id, Version: s.version, RecordedAt: s.at})
-		if err != nil {
-			return nil, fmt.Errorf("project %s %s: %w", f.rows.streamType, s.id, err)
-		}
+		row := current[0]
+		current = current[1:]
 		return row, nil
 	}))
 }
