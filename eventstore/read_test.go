@@ -2,12 +2,14 @@ package eventstore_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/upsell-dev/upsell/eventstore"
+	"github.com/upsell-dev/upsell/internal/testdb"
 )
 
 func TestLoadUpTo(t *testing.T) {
@@ -213,6 +215,55 @@ func TestCursorString(t *testing.T) {
 	for _, bad := range []string{"", "12", "a:1", "1:b", "-1:1", "1:-1", "1:2:3", " 1:2"} {
 		if c, err := eventstore.ParseCursor(bad); err == nil {
 			t.Errorf("ParseCursor(%q) = %v, want an error", bad, c)
+		}
+	}
+}
+
+// ReadLogOfTx reads the events of one stream type in log order, without
+// the columns a rebuild does not need, and refuses a stream type that could
+// not be written into its statement as it is.
+func TestReadLogOf(t *testing.T) {
+	t.Parallel()
+	store, ctx := setup(t)
+	pool := testdb.Pool(t, "eventstore")
+	kind := "rlo_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	mine := appendOrFatal(t, store, eventstore.Append{StreamID: newStreamID("rlo"), StreamType: kind,
+		Events: []eventstore.NewEvent{newEvent("A", `{"n": 1}`), newEvent("B", `{"n": 2}`)}})
+	appendOrFatal(t, store, eventstore.Append{StreamID: newStreamID("rlo-other"), StreamType: kind + "x",
+		Events: []eventstore.NewEvent{newEvent("C", `{"n": 3}`)}})
+	var got []eventstore.Event
+	var at eventstore.Cursor
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < len(mine) && time.Now().Before(deadline) {
+		batch, next, err := eventstore.ReadLogOfTx(ctx, pool, at, 1, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) == 0 {
+			time.Sleep(20 * time.Millisecond) // an older open transaction elsewhere holds the horizon
+			continue
+		}
+		got, at = append(got, batch...), next
+	}
+	if len(got) != len(mine) {
+		t.Fatalf("read %d events of type %s, want %d", len(got), kind, len(mine))
+	}
+	for i, e := range got {
+		w := mine[i]
+		if e.ID != w.ID || e.StreamID != w.StreamID || e.StreamType != kind || e.Version != w.Version || e.Type != w.Type ||
+			!sameJSON(t, e.Data, w.Data) || !e.RecordedAt.Equal(w.RecordedAt) || cursorOf(e) != cursorOf(w) {
+			t.Errorf("event %d: %+v, want %+v", i, e, w)
+		}
+		if e.Hash != nil || e.RawMetadata != nil {
+			t.Errorf("event %d carries the hash or metadata, which the read leaves out", i)
+		}
+	}
+	if more, _, err := eventstore.ReadLogOfTx(ctx, pool, at, 10, kind); err != nil || len(more) != 0 {
+		t.Errorf("after the last event of the type: %d events, %v", len(more), err)
+	}
+	for _, bad := range []string{"", "Customer", "customer' OR 'x' = 'x", "a b", strings.Repeat("a", 64)} {
+		if _, c, err := eventstore.ReadLogOfTx(ctx, pool, at, 10, bad); err == nil || c != at {
+			t.Errorf("stream type %q: cursor %v, err %v; want the cursor unchanged and an error", bad, c, err)
 		}
 	}
 }

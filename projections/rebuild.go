@@ -185,10 +185,12 @@ func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (
 	}
 	// Read in the log's order through its index, whatever the statistics
 	// say: a fresh log's planner may prefer to sort it whole each batch.
-	if _, err := r.conn.Exec(ctx, `SET enable_sort = off`); err != nil {
+	// And without JIT: each batch's query is cheap to run and would be
+	// compiled anew (a fifth of a second each).
+	if _, err := r.conn.Exec(ctx, `SET enable_sort = off; SET jit = off`); err != nil {
 		return 0, eventstore.Cursor{}, err
 	}
-	defer r.conn.Exec(context.WithoutCancel(ctx), `RESET enable_sort`)
+	defer r.conn.Exec(context.WithoutCancel(ctx), `RESET enable_sort; RESET jit`)
 	readCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	batches := make(chan batch, 1)
