@@ -152,8 +152,14 @@ func (r *Runner) step(ctx context.Context, conn *pgx.Conn) (int, error) {
 		_ = tx.Rollback(rollbackCtx)
 	}()
 	// FOR UPDATE: a rebuild that swaps the table moves the checkpoint under
-	// this row's lock, so a batch never straddles a swap.
-	at, err := checkpointTx(ctx, tx, r.proj.Name(), true)
+	// this row's lock, so a batch never straddles a swap. Only for a read
+	// model a rebuild can swap: the lock gives the transaction an id at
+	// once, and every reader of the log waits for it until it ends. The
+	// relay, which publishes in its batch and which no rebuild swaps, takes
+	// an id only when it writes its checkpoint, at the end; its session's
+	// advisory lock already keeps others off that row.
+	_, notRebuilt := ByName(r.proj.Name())
+	at, err := checkpointTx(ctx, tx, r.proj.Name(), notRebuilt == nil)
 	if err != nil {
 		return 0, err
 	}
