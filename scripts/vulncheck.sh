@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # vulncheck.sh: govulncheck over the module; fails when our code reaches a
-# known vulnerability (of a dependency or of the Go standard library).
+# known vulnerability (of a dependency or of the Go standard library) that
+# scripts/vulncheck-accepted.txt does not accept.
 #
 #   scripts/vulncheck.sh              check ./...
 #   scripts/vulncheck.sh ./handlers/  check these packages
@@ -8,11 +9,22 @@
 # The vulnerability database is https://vuln.go.dev when it answers; else a
 # local copy built from the module golang.org/x/vulndb (its data/osv/ holds
 # every report as an OSV file), which the Go module proxy serves, into
-# .cache/vulncheck/ (gitignored). VULNCHECK_DB overrides the choice: "local"
-# for the local copy, or a database URL (https://... or file:///...).
+# .cache/vulncheck/ (gitignored) by internal/tools/vulncheck (a second, not
+# the minutes of x/vulndb's own cmd/indexdb). VULNCHECK_DB overrides the
+# choice: "local" for the local copy, or a database URL (https://... or
+# file:///...).
 #
-# Exit status: 0 no reachable vulnerability; 1 some (govulncheck lists them
-# with a call path from our code); 2 the check could not run.
+# The accepted list (scripts/vulncheck-accepted.txt: ID, reason, review-by
+# date) is for standard-library findings whose fix needs a Go release this
+# machine cannot get. Every accepted finding still reachable is printed as
+# a WARNING with its reason on every run; an entry no longer found gives a
+# WARNING to remove it. A failing finding is shown with up to 5 call
+# paths; VULNCHECK_VERBOSE=1 adds govulncheck's own report (every call
+# path). Its JSON output is kept in .cache/vulncheck/govulncheck.json.
+#
+# Exit status: 0 no reachable vulnerability but accepted ones; 1 some not
+# accepted, or an accepted entry past its review date; 2 the check could
+# not run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,6 +35,7 @@ GOVULNCHECK_VERSION=v1.9.0
 VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 REMOTE_DB=https://vuln.go.dev
 CACHE="$PWD/.cache/vulncheck"
+ACCEPTED=scripts/vulncheck-accepted.txt
 
 say() { printf 'vulncheck: %s\n' "$*"; }
 fail() {
@@ -30,10 +43,15 @@ fail() {
 	exit 2
 }
 
-# In a folder of its own: `go mod download` and `go run pkg@version` must
+# In a folder of its own: `go mod download` and `go install pkg@version` must
 # not see (nor touch) this module's go.mod and go.sum.
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
+
+# --- our helper (internal/tools/vulncheck: database index and gate) -----
+tool="$scratch/vulncheck"
+go build -o "$tool" ./internal/tools/vulncheck ||
+	fail "could not build internal/tools/vulncheck"
 
 # --- govulncheck -------------------------------------------------------
 # Built by the Go that builds the project (GOTOOLCHAIN included): a
@@ -59,15 +77,16 @@ remote_modified() {
 }
 
 # local_db builds (once) the database of golang.org/x/vulndb@VULNDB_VERSION
-# with x/vulndb's own indexdb, in the layout govulncheck reads from a
-# file:// URL: index/db.json, index/modules.json and ID/<GO-ID>.json.
+# in the layout govulncheck reads from a file:// URL (index/db.json,
+# index/modules.json and ID/<GO-ID>.json), with internal/tools/vulncheck;
+# its modules.json is byte for byte what x/vulndb's cmd/indexdb writes.
 local_db() {
 	local db="$CACHE/vulndb@$VULNDB_VERSION"
 	if [ -f "$db/index/modules.json" ] && [ -f "$db/index/db.json" ] && [ -d "$db/ID" ]; then
 		printf '%s\n' "$db"
 		return
 	fi
-	say "building the local database from golang.org/x/vulndb@$VULNDB_VERSION (once; the first time takes a few minutes)" >&2
+	say "building the local database from golang.org/x/vulndb@$VULNDB_VERSION" >&2
 	local meta src info stamp
 	meta="$(cd "$scratch" && go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION")" ||
 		fail "could not download golang.org/x/vulndb@$VULNDB_VERSION from the Go module proxy"
@@ -82,12 +101,10 @@ local_db() {
 	mkdir -p "$CACHE"
 	local tmp
 	tmp="$(mktemp -d "$CACHE/.build.XXXXXX")"
-	if ! (cd "$scratch" && go run "golang.org/x/vulndb/cmd/indexdb@$VULNDB_VERSION" -vulns "$src/data/osv" -out "$tmp/db") >&2; then
+	if ! "$tool" index -osv "$src/data/osv" -out "$tmp/db" -modified "$stamp" >/dev/null; then
 		rm -rf "$tmp"
-		fail "could not build the database with golang.org/x/vulndb/cmd/indexdb@$VULNDB_VERSION"
+		fail "could not build the database of golang.org/x/vulndb@$VULNDB_VERSION"
 	fi
-	printf '{"modified":"%s"}' "$stamp" >"$tmp/db/index/db.json"
-	gzip -n -c "$tmp/db/index/db.json" >"$tmp/db/index/db.json.gz"
 	local n
 	n="$(find "$tmp/db/ID" -name 'GO-*.json' | wc -l)"
 	if [ "$n" -lt 1000 ] || [ ! -s "$tmp/db/index/modules.json" ]; then
@@ -129,28 +146,54 @@ if [ -z "$db" ]; then
 fi
 
 # --- the check ---------------------------------------------------------
-[ $# -gt 0 ] || set -- ./...
+partial=()
+if [ $# -eq 0 ]; then
+	set -- ./...
+elif [ "$*" != ./... ]; then
+	partial=(-partial) # an accepted entry not seen may be reachable from other packages
+fi
 say "govulncheck $GOVULNCHECK_VERSION, $goversion, on $*"
-out="$scratch/govulncheck.txt"
+mkdir -p "$CACHE"
+json="$CACHE/govulncheck.json"
+rm -f "$json"
+# -json: findings with their call paths, for the gate; govulncheck exits 0
+# with findings in this mode, non-zero only when it could not check.
+if ! "$gvc" -db "$db" -json "$@" >"$scratch/govulncheck.json" 2>"$scratch/stderr"; then
+	cat "$scratch/stderr" >&2
+	fail "govulncheck could not check the code (its output is above)"
+fi
+mv "$scratch/govulncheck.json" "$json"
+
+# report prints govulncheck's own text report of the JSON output (no new
+# analysis: -mode convert); hundreds of lines, every call path.
+report() {
+	say "govulncheck's report (VULNCHECK_VERBOSE):"
+	# Exit status 3 means vulnerabilities found; only an error matters.
+	"$gvc" -mode convert -show version <"$json" || [ $? -eq 3 ] ||
+		say "(govulncheck -mode convert failed: $json has the JSON output)"
+}
+
 set +e
-"$gvc" -db "$db" -show version "$@" 2>&1 | tee "$out"
-rc=${PIPESTATUS[0]}
+"$tool" gate -accepted "$ACCEPTED" "${partial[@]}" "$json" >"$scratch/gate.txt"
+rc=$?
 set -e
 case "$rc" in
 0)
-	say "OK: no known vulnerability is reachable from our code (database $db, modified $modified)"
+	[ -z "${VULNCHECK_VERBOSE:-}" ] || report
+	cat "$scratch/gate.txt"
+	say "(database $db, modified $modified)"
 	;;
-3)
-	n="$(sed -n 's/^Your code is affected by \([0-9]*\) vulnerabilit.*/\1/p' "$out")"
-	std="$(grep -c '^  Standard library$' "$out" || true)"
+1)
+	[ -z "${VULNCHECK_VERBOSE:-}" ] || report
 	{
-		say "FAILED: our code reaches ${n:-some} known vulnerabilit$([ "${n:-2}" = 1 ] && echo y || echo ies) (${std:-0} of them in the Go standard library), listed above with a call path each."
-		say "Fix: upgrade each module to its 'Fixed in' version (go get MODULE@VERSION), or for the standard library the Go toolchain."
-		say "(database $db, modified $modified)"
+		cat "$scratch/gate.txt"
+		say "Fix: a module by go get MODULE@FIXED, the standard library by a newer Go; $ACCEPTED may accept only standard-library findings whose fix needs a Go release this machine cannot get."
+		say "(database $db, modified $modified; every call path: VULNCHECK_VERBOSE=1, or $gvc -mode convert -show traces <$json)"
 	} >&2
 	exit 1
 	;;
 *)
-	fail "govulncheck could not check the code (exit $rc; its output is above)"
+	cat "$scratch/gate.txt"
+	fail "could not judge govulncheck's output against $ACCEPTED (exit $rc; $json has the output)"
 	;;
 esac
