@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/upsell-dev/upsell/internal/testdb"
 	"github.com/upsell-dev/upsell/projections"
+	"github.com/upsell-dev/upsell/relay"
 )
 
 // startServeWith is startServe with more flags.
@@ -246,27 +248,37 @@ func (l *outageLoad) waitOK(t *testing.T, n int64, within time.Duration, log *sy
 }
 
 // waitCaughtUp waits until each named follower of the log (projection or
-// relay) has applied every event, and returns when that was. If one does
-// not, the failure shows where every goroutine waits (serve runs in this
-// process): a follower that hangs on a database call shows there.
-func waitCaughtUp(t *testing.T, pool *pgxpool.Pool, log *syncBuffer, names ...string) time.Time {
+// relay) has applied every event, and returns when each first was (in the
+// order of names). If one does not, the failure shows where every
+// goroutine waits (serve runs in this process): a follower that hangs on a
+// database call shows there.
+func waitCaughtUp(t *testing.T, pool *pgxpool.Pool, log *syncBuffer, names ...string) []time.Time {
 	t.Helper()
+	at := make([]time.Time, len(names))
 	deadline := time.Now().Add(relayWait)
-	for _, name := range names {
-		for {
+	for {
+		waiting := 0
+		for i, name := range names {
+			if !at[i].IsZero() {
+				continue
+			}
 			lag, err := projections.Lag(context.Background(), pool, name)
 			if err == nil && lag.Events == 0 {
-				break
+				at[i] = time.Now()
+				continue
 			}
+			waiting++
 			if time.Now().After(deadline) {
 				var stacks strings.Builder
 				_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
 				t.Fatalf("%s has not caught up within %s (lag %+v, %v); log:\n%s\ngoroutines:\n%s", name, relayWait, lag, err, log.String(), stacks.String())
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
+		if waiting == 0 {
+			return at
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return time.Now()
 }
 
 // outageRun is a serve under load for an outage test.
@@ -465,7 +477,15 @@ func (o *outageRun) checkBack(end time.Time, followers ...string) {
 		t.Fatalf("a command after the outage: %d %s", status, body)
 	}
 	caughtUp := waitCaughtUp(t, o.pool, o.srv.stderr, followers...)
-	t.Logf("%s at the head %s after the database's return", strings.Join(followers, " and "), caughtUp.Sub(end).Round(time.Millisecond))
+	for i, name := range followers {
+		t.Logf("%s at the head %s after the database's return", name, caughtUp[i].Sub(end).Round(time.Millisecond))
+	}
+	// How the followers got there: the restarts serve logged.
+	for line := range strings.Lines(o.srv.stderr.String()) {
+		if strings.Contains(line, "projector stopped") {
+			t.Logf("serve: %.400s", strings.TrimSpace(line))
+		}
+	}
 	code, out, errOut := upsell(t, o.url, "status", "--json")
 	var st statusReport
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
@@ -485,6 +505,37 @@ func (o *outageRun) checkBack(end time.Time, followers ...string) {
 	}
 	if strings.Contains(o.srv.stderr.String(), "panic") {
 		t.Errorf("serve logged a panic:\n%s", o.srv.stderr.String())
+	}
+}
+
+// stopWithin is how long serve may take to stop after the test: the load
+// is over and the followers are current, so nothing is in flight; but the
+// pool's Close waits for pgx to be done with each connection it gave up
+// on, which for a silent one is 15 s after that (pgconn's asyncClose: a
+// cancel request, then draining the socket until the server closes it),
+// and the relay's publish gives up only a few seconds before it is current
+// again. 15 s, and a margin for -race and a busy machine; still below
+// startServeWith's 30 s.
+const stopWithin = 20 * time.Second
+
+// stop stops serve as Ctrl-C does and checks that it returns 0 within
+// stopWithin; if it hangs, the failure shows where.
+func (o *outageRun) stop() {
+	t := o.t
+	t.Helper()
+	start := time.Now()
+	o.srv.cancel()
+	select {
+	case code := <-o.srv.exit:
+		o.srv.exit <- code // for startServeWith's cleanup
+		t.Logf("serve stopped %s after it was told to", time.Since(start).Round(time.Millisecond))
+		if code != 0 {
+			t.Errorf("serve returned %d on stopping; log:\n%s", code, o.srv.stderr.String())
+		}
+	case <-time.After(stopWithin):
+		var stacks strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		t.Fatalf("serve did not stop within %s; log:\n%s\ngoroutines:\n%s", stopWithin, o.srv.stderr.String(), stacks.String())
 	}
 }
 
@@ -551,19 +602,25 @@ func TestServeSurvivesDatabaseOutage(t *testing.T) {
 	w.recovered = o.awaitRecovery(w.end)
 	o.check(w, 0, 20)
 	o.checkBack(w.end, "customers", "relay.postgres")
+	o.stop()
 }
 
 // TestServeSurvivesAnUnansweringDatabase: the service reaches PostgreSQL
 // through a proxy that turns into a black hole for ten seconds: every
 // connection, open or new, stops answering without being closed, as
-// across a network partition. Requests must not wait for the database:
+// across a network partition. It does so as the relay publishes, its
+// INSERT into the SQL topic swallowed: the publish that watermill-sql
+// would have let wait forever. Requests must not wait for the database:
 // each is answered 503 once its timeout is over. When the proxy carries
 // connections again, the same serve recovers by itself: requests once pgx
 // has let go of the silent connections (it gives each 15 s to close
-// cleanly, and they hold their places in the pool meanwhile), and the
+// cleanly, and they hold their places in the pool meanwhile), the
 // customers projector, whose connection went silent mid-work, once its
-// batch timed out (projections.DefaultCallTimeout) and it led again on a
-// new connection.
+// batch timed out (projections.DefaultCallTimeout; 10 s if it was caught
+// committing) and it led again on a new connection, and the relay
+// likewise, once its publish timed out (relay.PublishTimeout, then 5 s for
+// the rollback on its silent connection) and it led again. Then serve
+// stops in bounded time.
 func TestServeSurvivesAnUnansweringDatabase(t *testing.T) {
 	t.Parallel()
 	url, pool := storyDB(t)
@@ -579,11 +636,17 @@ func TestServeSurvivesAnUnansweringDatabase(t *testing.T) {
 	// stopped, so that nothing of serve waits on a silent one then.
 	t.Cleanup(proxy.close)
 
+	// The load makes events all the time, and the relay publishes them:
+	// the black hole begins with the next publish, which never reaches
+	// PostgreSQL (its messages' metadata is the mark).
 	var w outageWindow
-	w.began = time.Now()
-	proxy.hole()
-	w.start = time.Now()
-	time.Sleep(holeFor) // the outage itself: the load runs against it
+	select {
+	case w.start = <-proxy.holeOn(relay.MetaSpecVersion):
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the relay published nothing within 20 s under load; log:\n%s", o.srv.stderr.String())
+	}
+	w.began = w.start
+	time.Sleep(holeFor - time.Since(w.start)) // the outage itself: the load runs against it
 	proxy.restore()
 	w.end = time.Now()
 
@@ -591,11 +654,19 @@ func TestServeSurvivesAnUnansweringDatabase(t *testing.T) {
 	// The pool's connections that went silent are dropped one by one as
 	// they are used (or pinged): a few requests may still meet one.
 	o.check(w, 8, 10)
-	// Not the relay yet: its SQL publisher (watermill-sql) runs its INSERT
-	// with context.Background(), so a publish caught by the black hole
-	// waits on its silent connection forever (see relay/transport.go);
-	// add "relay.postgres" here once the publisher's statements are bounded.
-	o.checkBack(w.end, "customers")
+	// The relay too: its publish caught by the black hole waits on its
+	// silent connection until relay.PublishTimeout (watermill-sql runs its
+	// INSERT without a deadline of its own; relay/transport.go bounds it),
+	// then the relay leads again on a new connection.
+	o.checkBack(w.end, "customers", "relay.postgres")
+	if !slices.ContainsFunc(slices.Collect(strings.Lines(o.srv.stderr.String())), func(line string) bool {
+		return strings.Contains(line, "projection=relay.postgres") && strings.Contains(line, ": publish ")
+	}) {
+		t.Errorf("the relay logged no failed publish: the black hole did not catch its INSERT; log:\n%s", o.srv.stderr.String())
+	}
+	// With the proxy still up, and the silent connections still silent:
+	// serve must let go of all of them by itself.
+	o.stop()
 }
 
 // reportSomeOutage reports the first problems and how many there were.
@@ -615,15 +686,17 @@ func reportSomeOutage(t *testing.T, problems []string) {
 // service sees a database that no longer answers, as across a network
 // partition or after a failover behind a proxy), while PostgreSQL sees
 // them closed and ends their sessions. New connections then get no answer
-// either, until restore.
+// either, until restore. It holes when a client sends a mark (holeOn).
 type holeProxy struct {
 	ln       net.Listener
 	upstream string
 
-	mu    sync.Mutex
-	holed bool
-	pairs map[*proxyPair]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	holed  bool
+	pairs  map[*proxyPair]struct{}
+	mark   []byte           // holeOn's: hole when a client sends it
+	holeAt chan<- time.Time // when that was
+	wg     sync.WaitGroup
 }
 
 type proxyPair struct {
@@ -695,7 +768,7 @@ func (p *holeProxy) carry(pair *proxyPair, holed bool) {
 			p.mu.Unlock()
 			return
 		}
-		if pair.dead.Load() {
+		if pair.dead.Load() || p.holeIfMarked(buf[:n]) {
 			continue
 		}
 		if _, err := pair.server.Write(buf[:n]); err != nil {
@@ -704,10 +777,31 @@ func (p *holeProxy) carry(pair *proxyPair, holed bool) {
 	}
 }
 
-// hole stops every connection and every new one from answering.
-func (p *holeProxy) hole() {
+// holeOn holes the proxy as soon as a client sends mark (within one read),
+// that read swallowed too; the channel tells when.
+func (p *holeProxy) holeOn(mark string) <-chan time.Time {
+	at := make(chan time.Time, 1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.mark, p.holeAt = []byte(mark), at
+	return at
+}
+
+// holeIfMarked holes the proxy if b carries holeOn's mark, and says so.
+func (p *holeProxy) holeIfMarked(b []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mark == nil || !bytes.Contains(b, p.mark) {
+		return false
+	}
+	p.holeLocked()
+	p.holeAt <- time.Now()
+	p.mark, p.holeAt = nil, nil
+	return true
+}
+
+// holeLocked stops every connection and every new one from answering.
+func (p *holeProxy) holeLocked() {
 	p.holed = true
 	for pair := range p.pairs {
 		pair.dead.Store(true)
