@@ -127,7 +127,7 @@ func (r *Runner) lead(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("a batch got no answer from the database within %s; leaving its connection: %w", r.callTimeout(), err)
+				return fmt.Errorf("a batch got no answer from the database in time (at most %s); leaving its connection: %w", r.callTimeout(), err)
 			}
 			return err
 		}
