@@ -33,7 +33,7 @@ func cmdDemo(ctx context.Context, c *cli, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{"demo takes no arguments"}
 	}
-	pool, err := c.connect(ctx)
+	pool, err := c.connectCurrent(ctx)
 	if err != nil {
 		return err
 	}

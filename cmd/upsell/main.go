@@ -45,6 +45,10 @@ Usage:
                             first event that was edited, deleted or reordered
   upsell loadgen [flags]    drive a running server as MSP staff do; report
                             throughput, latency percentiles and errors
+  upsell rebaseline [--dry-run]
+                            after restoring a dump into another cluster: map
+                            the log's transaction ids below this server's,
+                            keeping every reader's place (docs/restore.md)
 
 Environment:
   DATABASE_URL        PostgreSQL connection URL (required), e.g.
@@ -85,6 +89,7 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		"status":       cmdStatus,
 		"audit":        cmdAudit,
 		"loadgen":      cmdLoadgen,
+		"rebaseline":   cmdRebaseline,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -216,6 +221,11 @@ func (c *cli) connectCurrent(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	if len(pending) > 0 {
 		return nil, fmt.Errorf("the database schema is not current (pending: %s): run `upsell migrate` first", strings.Join(pending, ", "))
+	}
+	// A log restored from a cluster with higher transaction ids must be
+	// rebaselined before anything appends to or reads it.
+	if err := refuseAhead(ctx, pool); err != nil {
+		return nil, err
 	}
 	return pool, nil
 }

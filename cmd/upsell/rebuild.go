@@ -27,7 +27,7 @@ func cmdRebuild(ctx context.Context, c *cli, args []string) error {
 		}
 		todo = []projections.Projection{p}
 	}
-	pool, err := c.connect(ctx)
+	pool, err := c.connectCurrent(ctx)
 	if err != nil {
 		return err
 	}

@@ -192,7 +192,7 @@ func TestRebuildRefusals(t *testing.T) {
 		{"an unknown projection", "x", []string{"rebuild", "nosuch"}, 2, []string{`upsell rebuild: unknown projection "nosuch"`, "quotes", "customers"}},
 		{"two projections", "x", []string{"rebuild", "quotes", "customers"}, 2, []string{"at most one projection"}},
 		{"no DATABASE_URL", "", []string{"rebuild"}, 1, []string{"DATABASE_URL is not set"}},
-		{"an unmigrated database", "", []string{"rebuild", "quotes"}, 1, []string{"are the migrations applied?"}},
+		{"an unmigrated database", "", []string{"rebuild", "quotes"}, 1, []string{"run `upsell migrate` first"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

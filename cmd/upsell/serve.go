@@ -162,7 +162,7 @@ func ready(ctx context.Context, pool *pgxpool.Pool) error {
 	if len(pending) > 0 {
 		return &handlers.ReadinessError{Reason: "migrations pending: " + strings.Join(pending, ", ")}
 	}
-	return nil
+	return aheadReadiness(ctx, pool)
 }
 
 // purgeIdempotencyKeys deletes expired idempotency keys now and every hour

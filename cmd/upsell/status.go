@@ -28,6 +28,15 @@ type statusReport struct {
 	Events    int64            `json:"events"`
 	Followers []followerStatus `json:"followers"`
 	Stall     stallStatus      `json:"stall"`
+	// LogAhead: transaction ids stored ahead of the server's (a restore
+	// from another cluster); `upsell rebaseline` repairs it.
+	LogAhead aheadStatus `json:"log_ahead"`
+}
+
+type aheadStatus struct {
+	Ahead   bool                 `json:"ahead"`
+	Summary string               `json:"summary"` // the text output's line after "log: " or "log AHEAD: "
+	Max     eventstore.AheadInfo `json:"transaction_ids"`
 }
 
 // stallStatus is whether the readers of the log wait behind an open
@@ -97,7 +106,11 @@ func cmdStatus(ctx context.Context, c *cli, args []string) error {
 	if *stallAfter < 0 {
 		return usageError{fmt.Sprintf("--stall-after %s: want a duration of 0 or more", *stallAfter)}
 	}
-	pool, err := c.connectCurrent(ctx)
+	pool, err := c.connectCurrentAhead(ctx)
+	if err != nil {
+		return err
+	}
+	ahead, err := eventstore.Ahead(ctx, pool)
 	if err != nil {
 		return err
 	}
@@ -169,12 +182,16 @@ FROM names n LEFT JOIN projection_checkpoints c USING (name) ORDER BY n.name`, e
 		return err
 	}
 	r.Stall = newStallStatus(stall)
+	r.LogAhead = aheadStatus{Ahead: ahead.Ahead(), Summary: ahead.String(), Max: ahead}
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
 	fmt.Fprintf(c.stdout, "log head %s (about %d events)\n", r.Head, r.Events)
+	if r.LogAhead.Ahead {
+		fmt.Fprintf(c.stdout, "log AHEAD: %s: restored from another cluster? run `upsell rebaseline` before anything appends to or reads the log\n", r.LogAhead.Summary)
+	}
 	if stall.Stalled {
 		fmt.Fprintf(c.stdout, "log STALLED: %s\n\n", r.Stall.Summary)
 	} else {
