@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -100,10 +101,17 @@ func (m Money) MarshalJSON() ([]byte, error) { return json.Marshal(m.String()) }
 // UnmarshalJSON reads a JSON string (or, leniently, a JSON number).
 func (m *Money) UnmarshalJSON(b []byte) error {
 	var s string
-	if len(b) > 0 && b[0] != '"' {
+	switch {
+	case len(b) > 0 && b[0] != '"':
 		s = string(b)
-	} else if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("money: %w", err)
+	case len(b) >= 2 && b[len(b)-1] == '"' && !bytes.ContainsAny(b[1:len(b)-1], `\"`):
+		// A string without escapes, as amounts are written: its text is
+		// between the quotes (no second decode of the JSON).
+		s = string(b[1 : len(b)-1])
+	default:
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("money: %w", err)
+		}
 	}
 	v, err := ParseMoney(s)
 	if err != nil {

@@ -99,6 +99,18 @@ func TestMoneyJSONKeepsScale(t *testing.T) {
 		}
 	})
 
+	t.Run("a JSON string with escapes is read as its text", func(t *testing.T) {
+		t.Parallel()
+		var m domain.Money
+		must(t, json.Unmarshal([]byte(`"\u0033.20"`), &m))
+		if m.String() != "3.20" {
+			t.Fatalf(`"\u0033.20" read as %q`, m)
+		}
+		if err := m.UnmarshalJSON([]byte(`"3.20\""`)); err == nil {
+			t.Fatalf(`UnmarshalJSON of "3.20\"" = %s, want an error`, m)
+		}
+	})
+
 	t.Run("a JSON number is read leniently and keeps its scale", func(t *testing.T) {
 		t.Parallel()
 		var m domain.Money
