@@ -174,14 +174,14 @@ const FoldBatch = 20000
 // table beside with a single COPY. It returns how many events it read, and
 // the cursor of the last; progress hears the count after each batch.
 //
-// The work is spread so that PostgreSQL and the CPUs here stay busy: a
-// goroutine reads the next batch while the current one is decoded (on
-// every CPU) and folded (in log order, on one).
+// The work is a pipeline of three stages (see below), so that PostgreSQL
+// and the CPUs here stay busy.
 func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (int64, eventstore.Cursor, error) {
 	type batch struct {
-		events []eventstore.Event
-		next   eventstore.Cursor
-		err    error
+		events  []eventstore.Event
+		decoded []domain.Event
+		next    eventstore.Cursor
+		err     error
 	}
 	// Read in the log's order through its index, whatever the statistics
 	// say: a fresh log's planner may prefer to sort it whole each batch.
@@ -193,9 +193,12 @@ func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (
 	defer r.conn.Exec(context.WithoutCancel(ctx), `RESET enable_sort; RESET jit`)
 	readCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	batches := make(chan batch, 1)
+	// Three stages, so that PostgreSQL and both CPUs here stay busy: the
+	// reader fetches batch n+2 while the decoder decodes batch n+1 on every
+	// CPU and this goroutine folds batch n in log order.
+	raw := make(chan batch, 1)
 	go func() {
-		defer close(batches)
+		defer close(raw)
 		var at eventstore.Cursor
 		for {
 			events, next, err := eventstore.ReadLogOfTx(readCtx, r.conn, at, FoldBatch, rows.ofType())
@@ -203,7 +206,7 @@ func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (
 				return
 			}
 			select {
-			case batches <- batch{events, next, err}:
+			case raw <- batch{events: events, next: next, err: err}:
 			case <-readCtx.Done():
 				return
 			}
@@ -213,28 +216,41 @@ func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (
 			at = next
 		}
 	}()
-	// The reader owns the connection until it has closed batches.
-	drainReader := func() {
+	ready := make(chan batch, 1)
+	go func() {
+		defer close(ready)
+		for b := range raw {
+			if readCtx.Err() != nil {
+				continue // drain: the reader ends at its next send
+			}
+			if b.err == nil {
+				b.decoded = make([]domain.Event, len(b.events))
+				b.err = decodeAll(b.events, b.decoded)
+			}
+			select {
+			case ready <- b:
+			case <-readCtx.Done():
+			}
+		}
+	}()
+	// The reader owns the connection until both stages have closed.
+	drain := func() {
 		stop()
-		for range batches {
+		for range ready {
 		}
 	}
 	var at eventstore.Cursor
 	var done int64
 	f := rows.fold()
-	decoded := make([]domain.Event, FoldBatch)
-	for b := range batches {
-		if b.err == nil {
-			b.err = decodeAll(b.events, decoded)
-		}
+	for b := range ready {
 		for i, e := range b.events {
 			if b.err != nil {
 				break
 			}
-			b.err = f.add(e, decoded[i])
+			b.err = f.add(e, b.decoded[i])
 		}
 		if b.err != nil {
-			drainReader()
+			drain()
 			return done, at, b.err
 		}
 		done, at = done+int64(len(b.events)), b.next
