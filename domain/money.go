@@ -96,7 +96,14 @@ func Payment(quantity int, unitPrice Money, currency string) Money {
 }
 
 // MarshalJSON writes the amount as a JSON string.
-func (m Money) MarshalJSON() ([]byte, error) { return json.Marshal(m.String()) }
+func (m Money) MarshalJSON() ([]byte, error) {
+	// A decimal's text is digits, a sign and a point: nothing to escape.
+	s := m.String()
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), nil
+}
 
 // UnmarshalJSON reads a JSON string (or, leniently, a JSON number).
 func (m *Money) UnmarshalJSON(b []byte) error {
