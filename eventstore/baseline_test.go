@@ -15,45 +15,6 @@ import (
 	"github.com/upsell-dev/upsell/internal/testdb"
 )
 
-// restoreShift is what a restore into a younger cluster does to the stored
-// transaction ids, as far as order goes: every id (but 0, "the start") is
-// far above the new server's, and their order is kept.
-const restoreShift = "1099511627776" // 2^40
-
-// simulateRestore moves every stored transaction id up by restoreShift.
-func simulateRestore(t *testing.T, pool *pgxpool.Pool) {
-	t.Helper()
-	shift := func(col string) string {
-		return col + ` = (` + col + `::text::numeric + ` + restoreShift + `)::text::xid8`
-	}
-	for _, sql := range []string{
-		`UPDATE events SET ` + shift("transaction_id"),
-		`UPDATE projection_checkpoints SET ` + shift("transaction_id") + ` WHERE transaction_id <> '0'`,
-		`UPDATE watermill_upsell_events SET ` + shift("transaction_id"),
-		`UPDATE watermill_offsets_upsell_events SET ` + shift("last_processed_transaction_id") + ` WHERE last_processed_transaction_id <> '0'`,
-	} {
-		if _, err := pool.Exec(context.Background(), sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-}
-
-// tableDigest is a digest of every column that Rebaseline may change.
-func tableDigest(t *testing.T, pool *pgxpool.Pool) string {
-	t.Helper()
-	var d string
-	err := pool.QueryRow(context.Background(), `SELECT
-    coalesce((SELECT md5(string_agg(position || ':' || transaction_id, ',' ORDER BY position)) FROM events), '') || '/' ||
-    coalesce((SELECT md5(string_agg(name || ':' || transaction_id || ':' || position, ',' ORDER BY name)) FROM projection_checkpoints), '') || '/' ||
-    coalesce((SELECT md5(string_agg("offset" || ':' || transaction_id, ',' ORDER BY "offset")) FROM watermill_upsell_events), '') || '/' ||
-    coalesce((SELECT md5(string_agg(consumer_group || ':' || last_processed_transaction_id || ':' || coalesce(offset_acked, -1), ',' ORDER BY consumer_group))
-              FROM watermill_offsets_upsell_events), '')`).Scan(&d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // logEntry is an event or a topic message: its place in the log's order.
 type logEntry struct {
 	id  string
@@ -242,15 +203,15 @@ VALUES ($1, $2, $3::xid8)`, name, c.Position, c.TransactionID); err != nil {
 	if err != nil || info.Ahead() {
 		t.Fatalf("before the restore: Ahead = %+v, %v", info, err)
 	}
-	digest := tableDigest(t, pool)
+	digest := testdb.RebaselineDigest(t, pool)
 	if r, err := eventstore.Rebaseline(ctx, pool, false); err != nil || r.Changed() {
 		t.Fatalf("rebaseline before a restore: %+v, %v", r, err)
 	}
-	if tableDigest(t, pool) != digest {
+	if testdb.RebaselineDigest(t, pool) != digest {
 		t.Fatal("a rebaseline with nothing ahead changed the tables")
 	}
 
-	simulateRestore(t, pool)
+	testdb.SimulateRestore(t, pool)
 	shifted := eventEntries(t, pool)
 	for i := range old {
 		if shifted[i].id != old[i].id {
@@ -282,7 +243,7 @@ VALUES ($1, $2, $3::xid8)`, name, c.Position, c.TransactionID); err != nil {
 	t.Logf("detected: %s", info)
 
 	// A dry run reports and changes nothing.
-	digest = tableDigest(t, pool)
+	digest = testdb.RebaselineDigest(t, pool)
 	dry, err := eventstore.Rebaseline(ctx, pool, true)
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +251,7 @@ VALUES ($1, $2, $3::xid8)`, name, c.Position, c.TransactionID); err != nil {
 	if !dry.Changed() || !dry.DryRun || dry.Events != int64(len(old)) || dry.Messages != int64(len(oldMsgs)) {
 		t.Fatalf("dry run: %+v", dry)
 	}
-	if tableDigest(t, pool) != digest {
+	if testdb.RebaselineDigest(t, pool) != digest {
 		t.Fatal("the dry run changed the tables")
 	}
 
@@ -315,11 +276,11 @@ VALUES ($1, $2, $3::xid8)`, name, c.Position, c.TransactionID); err != nil {
 	if info, err := eventstore.Ahead(ctx, pool); err != nil || info.Ahead() {
 		t.Fatalf("after the rebaseline: Ahead = %+v, %v", info, err)
 	}
-	digest = tableDigest(t, pool)
+	digest = testdb.RebaselineDigest(t, pool)
 	if again, err := eventstore.Rebaseline(ctx, pool, false); err != nil || again.Changed() {
 		t.Fatalf("second rebaseline: %+v, %v", again, err)
 	}
-	if tableDigest(t, pool) != digest {
+	if testdb.RebaselineDigest(t, pool) != digest {
 		t.Fatal("a second rebaseline changed the tables")
 	}
 	if stats, err := eventstore.VerifyAll(ctx, pool, nil); err != nil || stats.Events != int64(len(old)) {

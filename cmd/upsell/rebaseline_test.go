@@ -15,44 +15,9 @@ import (
 
 	"github.com/upsell-dev/upsell/eventstore"
 	"github.com/upsell-dev/upsell/handlers"
+	"github.com/upsell-dev/upsell/internal/testdb"
 	"github.com/upsell-dev/upsell/relay"
 )
-
-// shiftTransactionIDs does to the stored transaction ids what a restore
-// into a younger cluster does: every one (but 0, "the start") ends far
-// above the server's, in the same order.
-func shiftTransactionIDs(t *testing.T, pool *pgxpool.Pool) {
-	t.Helper()
-	shift := func(col string) string {
-		return col + ` = (` + col + `::text::numeric + 1099511627776)::text::xid8`
-	}
-	for _, sql := range []string{
-		`UPDATE events SET ` + shift("transaction_id"),
-		`UPDATE projection_checkpoints SET ` + shift("transaction_id") + ` WHERE transaction_id <> '0'`,
-		`UPDATE watermill_upsell_events SET ` + shift("transaction_id"),
-		`UPDATE watermill_offsets_upsell_events SET ` + shift("last_processed_transaction_id") + ` WHERE last_processed_transaction_id <> '0'`,
-	} {
-		if _, err := pool.Exec(context.Background(), sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-}
-
-// rebaselineDigest is a digest of what a rebaseline may change.
-func rebaselineDigest(t *testing.T, pool *pgxpool.Pool) string {
-	t.Helper()
-	var d string
-	err := pool.QueryRow(context.Background(), `SELECT
-    coalesce((SELECT md5(string_agg(position || ':' || transaction_id, ',' ORDER BY position)) FROM events), '') || '/' ||
-    coalesce((SELECT md5(string_agg(name || ':' || transaction_id || ':' || position, ',' ORDER BY name)) FROM projection_checkpoints), '') || '/' ||
-    coalesce((SELECT md5(string_agg("offset" || ':' || transaction_id, ',' ORDER BY "offset")) FROM watermill_upsell_events), '') || '/' ||
-    coalesce((SELECT md5(string_agg(consumer_group || ':' || last_processed_transaction_id || ':' || coalesce(offset_acked, -1), ',' ORDER BY consumer_group))
-              FROM watermill_offsets_upsell_events), '')`).Scan(&d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
 
 // unpublished counts the events whose id is not in the SQL topic.
 func unpublished(t *testing.T, pool *pgxpool.Pool) int {
@@ -98,7 +63,7 @@ SELECT 'billing-test', "offset", transaction_id FROM watermill_upsell_events ORD
 		t.Fatalf("the relay's checkpoint: %s, %v", relayAt, err)
 	}
 
-	shiftTransactionIDs(t, pool)
+	testdb.SimulateRestore(t, pool)
 
 	// Refused: every command that connects with connectCurrent.
 	c := &cli{getenv: envOf(url), stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler)}
@@ -141,12 +106,12 @@ SELECT 'billing-test', "offset", transaction_id FROM watermill_upsell_events ORD
 	}
 
 	// A dry run changes nothing.
-	digest := rebaselineDigest(t, pool)
+	digest := testdb.RebaselineDigest(t, pool)
 	code, out, errOut = upsell(t, url, "rebaseline", "--dry-run")
 	if code != 0 || !strings.Contains(out, "dry run, nothing changed") || !strings.Contains(out, "would move checkpoint relay.postgres") {
 		t.Errorf("rebaseline --dry-run: exit %d\n%s%s", code, out, errOut)
 	}
-	if rebaselineDigest(t, pool) != digest {
+	if testdb.RebaselineDigest(t, pool) != digest {
 		t.Fatal("rebaseline --dry-run changed the tables")
 	}
 
@@ -165,11 +130,11 @@ SELECT 'billing-test', "offset", transaction_id FROM watermill_upsell_events ORD
 	if code, out, errOut := upsell(t, url, "status"); code != 0 || strings.Contains(out, "AHEAD") {
 		t.Errorf("status after the rebaseline: exit %d\n%s%s", code, out, errOut)
 	}
-	digest = rebaselineDigest(t, pool)
+	digest = testdb.RebaselineDigest(t, pool)
 	if code, out, errOut := upsell(t, url, "rebaseline"); code != 0 || !strings.HasPrefix(out, "nothing to rebaseline") {
 		t.Errorf("second rebaseline: exit %d\n%s%s", code, out, errOut)
 	}
-	if rebaselineDigest(t, pool) != digest {
+	if testdb.RebaselineDigest(t, pool) != digest {
 		t.Fatal("a second rebaseline changed the tables")
 	}
 	if code, out, errOut := upsell(t, url, "audit", "verify", "--all"); code != 0 {
