@@ -101,10 +101,13 @@ func (p *crashServe) kill(t *testing.T, sig syscall.Signal) error {
 
 // crashGate tells the clients where the serve process of the moment
 // listens: they wait while none is up, and stop once the gate is closed.
+// The last process only drains: it takes the retries of the commands a
+// kill cut, and no new request.
 type crashGate struct {
 	mu          sync.Mutex
 	base        string
 	incarnation int
+	draining    bool
 	up          chan struct{} // closed while a process is up
 	done        chan struct{} // closed when the run is over
 }
@@ -121,6 +124,15 @@ func (g *crashGate) open(base string, incarnation int) {
 	close(g.up)
 }
 
+// drain lets only the retries at the process listening on base: a client
+// gets an answer to every command it sent, then stops.
+func (g *crashGate) drain(base string, incarnation int) {
+	g.mu.Lock()
+	g.draining = true
+	g.mu.Unlock()
+	g.open(base, incarnation)
+}
+
 // shut holds new requests back: the process is about to be killed.
 func (g *crashGate) shut() {
 	g.mu.Lock()
@@ -130,12 +142,16 @@ func (g *crashGate) shut() {
 }
 
 // wait returns the base URL of the process up now, waiting for one; false
-// once the run is over.
-func (g *crashGate) wait() (string, int, bool) {
+// once the run is over, or, for a new request (not a retry), once the gate
+// drains.
+func (g *crashGate) wait(retry bool) (string, int, bool) {
 	for {
 		g.mu.Lock()
-		up, base, inc := g.up, g.base, g.incarnation
+		up, base, inc, draining := g.up, g.base, g.incarnation, g.draining
 		g.mu.Unlock()
+		if draining && !retry {
+			return "", 0, false
+		}
 		select {
 		case <-g.done:
 			return "", 0, false
@@ -152,9 +168,14 @@ func (g *crashGate) wait() (string, int, bool) {
 	}
 }
 
-// crashRequest is one request a client sent, and what became of it.
+// crashRequest is one request a client sent, and what became of it. A
+// command cut by a kill is sent again, the same request with the same
+// Idempotency-Key, each attempt a crashRequest with an X-Request-ID of its
+// own.
 type crashRequest struct {
 	ID           string // its X-Request-ID
+	Key          string // a command's Idempotency-Key
+	Attempt      int    // 1, then 2, ... for the retries of a command
 	Incarnation  int    // the serve process it went to, from 1
 	Method, Path string
 	Command      bool   // POST, PUT or DELETE
@@ -165,6 +186,8 @@ type crashRequest struct {
 	QuoteID      string // the quote of the command (the one opened, for an open)
 	Version      int64  // the version a 2xx answer reported
 	Body         string // the answer's body
+	ETag         string // the answer's ETag
+	Replayed     bool   // the answer said Idempotent-Replayed: true
 }
 
 // answered reports whether the request got a whole answer.
@@ -182,20 +205,43 @@ type crashClient struct {
 	http      *http.Client
 	rng       *rand.Rand
 	succeeded *atomic.Int64 // 2xx commands of every client
-	seq       int
+	seq, keys int
 	reqs      []*crashRequest
 }
 
-// send sends one request with a new X-Request-ID to the serve process up
-// now and records it; nil once the run is over.
+// send sends one request to the serve process up now and records it; nil
+// once the run is over. A command carries an Idempotency-Key of its own
+// and, when a kill cuts it, is sent again with that key (and a new
+// X-Request-ID) to the next process, until it gets an answer: the last
+// attempt is returned, unanswered only when the run ended first.
 func (c *crashClient) send(method, path, body string, ifMatch int64, want int, quoteID string) *crashRequest {
-	base, inc, ok := c.gate.wait()
+	base, inc, ok := c.gate.wait(false)
 	if !ok {
 		return nil
 	}
+	command := method != http.MethodGet
+	var key string
+	if command {
+		c.keys++
+		key = fmt.Sprintf("crash-c%02d-k%06d", c.n, c.keys)
+	}
+	for attempt := 1; ; attempt++ {
+		r := c.attempt(base, inc, key, attempt, method, path, body, ifMatch, want, quoteID)
+		if r.answered() || !command {
+			return r
+		}
+		if base, inc, ok = c.gate.wait(true); !ok {
+			return r
+		}
+	}
+}
+
+// attempt sends a request once, with a new X-Request-ID, to the process at
+// base.
+func (c *crashClient) attempt(base string, inc int, key string, attempt int, method, path, body string, ifMatch int64, want int, quoteID string) *crashRequest {
 	c.seq++
 	r := &crashRequest{
-		ID: fmt.Sprintf("crash-c%02d-%06d", c.n, c.seq), Incarnation: inc, Method: method, Path: path,
+		ID: fmt.Sprintf("crash-c%02d-%06d", c.n, c.seq), Key: key, Attempt: attempt, Incarnation: inc, Method: method, Path: path,
 		Command: method != http.MethodGet, Want: want, QuoteID: quoteID,
 	}
 	c.reqs = append(c.reqs, r)
@@ -209,6 +255,9 @@ func (c *crashClient) send(method, path, body string, ifMatch int64, want int, q
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
 	req.Header.Set("X-Request-ID", r.ID)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -229,6 +278,8 @@ func (c *crashClient) send(method, path, body string, ifMatch int64, want int, q
 	}
 	r.Status = resp.StatusCode
 	r.Body = string(data)
+	r.ETag = resp.Header.Get("ETag")
+	r.Replayed = resp.Header.Get("Idempotent-Replayed") == "true"
 	if got := resp.Header.Get("X-Request-ID"); got != r.ID {
 		r.Err = fmt.Sprintf("the answer's X-Request-ID is %q", got)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -30,12 +31,20 @@ import (
 // random moments while concurrent clients send commands, and started
 // again, crashKills times. Then, once a last process has caught up:
 //
-//   - every command answered 2xx is in the log, under its request id as
-//     correlation id, at the quote version the answer reported;
-//   - no command answered 4xx or 5xx appended anything, and every event
-//     appended during the run belongs to a command answered 2xx or not
-//     answered at all (cut by a kill: either outcome is allowed), all of
-//     its events or none;
+//   - every command carries an Idempotency-Key of its own; one a kill
+//     cut is sent again, same request and key, new X-Request-ID, to the
+//     next process (the last one answers only such retries), until it
+//     gets an answer;
+//   - the events of a command are those of one of its attempts at most:
+//     a command answered 2xx is in the log exactly once, at the quote
+//     version the answer reported, under the request id (correlation id)
+//     of the attempt answered or, when the answer is a replay
+//     (Idempotent-Replayed: true), of an earlier attempt cut by a kill;
+//   - no command answered 4xx or 5xx appended anything in any attempt,
+//     and every event appended during the run belongs to a command
+//     answered 2xx, all of its events or none;
+//   - a key has a stored response if and only if its command's events are
+//     in the log, and a 2xx answer, replayed or not, is that response;
 //   - every read model equals its rebuild from the log;
 //   - the relay (run by serve, to the default SQL topic) published every
 //     event at least once and nothing that is not an event of the log,
@@ -115,12 +124,16 @@ func TestServeKilledUnderLoad(t *testing.T) {
 		}
 		perProcess = append(perProcess, succeeded.Load()-before)
 	}
-	stopClients()
 	loadTime := time.Since(start)
 
-	// A last process catches up: the customers projector and the relay.
+	// A last process answers the retries of the commands the last kill
+	// cut, and nothing else, then catches up: the customers projector and
+	// the relay.
 	last := startCrashServe(t, url)
 	logs = append(logs, last.stderr)
+	gate.drain(last.base, crashKills+1)
+	wg.Wait()
+	stopClients()
 	waitLogSettled(t, pool)
 	waitRelayed(t, pool, postgresTransport(t), last.stderr)
 	for deadline := time.Now().Add(relayWait); ; time.Sleep(20 * time.Millisecond) {
@@ -149,21 +162,45 @@ func TestServeKilledUnderLoad(t *testing.T) {
 		byCorrelation[e.CorrelationID] = append(byCorrelation[e.CorrelationID], e)
 	}
 
+	// The attempts of each command, by Idempotency-Key, in the order sent;
+	// the last one's answer is the command's.
+	byKey := map[string][]*crashRequest{}
+	var keys []string
+	for _, r := range reqs {
+		if !r.Command {
+			continue
+		}
+		if _, ok := byKey[r.Key]; !ok {
+			keys = append(keys, r.Key)
+		}
+		byKey[r.Key] = append(byKey[r.Key], r)
+	}
+	final := func(r *crashRequest) *crashRequest { a := byKey[r.Key]; return a[len(a)-1] }
+
 	// The answers are those the flows expect: a server that was killed
 	// and started again refuses nothing it should accept, and fails
-	// nothing (no 5xx).
+	// nothing (no 5xx); a retry of a command that took effect before the
+	// kill gets the answer stored with it, marked Idempotent-Replayed, and
+	// only a retry does.
 	var commands, ok2xx, refused, failed5xx, noAnswer, noAnswerApplied, gets int
+	var retries, retriesCut, replays, fresh2xx, fresh4xx int
 	var unexpected []string
 	for _, r := range reqs {
 		if !r.Command {
 			gets++
 		} else {
 			commands++
+			if r.Attempt > 1 {
+				retries++
+			}
 		}
 		switch {
 		case !r.answered():
 			if r.Command {
 				noAnswer++
+				if r.Attempt > 1 {
+					retriesCut++
+				}
 				if len(byCorrelation[r.ID]) > 0 {
 					noAnswerApplied++
 				}
@@ -176,46 +213,165 @@ func TestServeKilledUnderLoad(t *testing.T) {
 		case r.Command:
 			ok2xx++
 		}
-		if r.Status != r.Want || r.Err != "" {
-			unexpected = append(unexpected, fmt.Sprintf("%s %s %s (process %d): %d %s, want %d %s: %s",
-				r.ID, r.Method, r.Path, r.Incarnation, r.Status, r.Code, r.Want, r.Err, r.Body[:min(len(r.Body), 300)]))
+		if r.Attempt > 1 {
+			switch {
+			case r.Replayed:
+				replays++
+			case r.Status < 300:
+				fresh2xx++
+			default:
+				fresh4xx++
+			}
+		}
+		if r.Status != r.Want || r.Err != "" || (r.Replayed && r.Attempt == 1) {
+			unexpected = append(unexpected, fmt.Sprintf("%s (key %s, attempt %d) %s %s (process %d): %d %s (replayed: %t), want %d %s: %s",
+				r.ID, r.Key, r.Attempt, r.Method, r.Path, r.Incarnation, r.Status, r.Code, r.Replayed, r.Want, r.Err, r.Body[:min(len(r.Body), 300)]))
 		}
 	}
 	crashReport(t, "answers the flow did not expect", unexpected)
 
-	// (a) Every command answered 2xx is in the log at the version it
-	// answered; (b) no command answered 4xx/5xx appended anything.
-	var lost, appendedAnyway []string
-	for _, r := range reqs {
-		if !r.Command || !r.answered() {
+	// Exactly once, by Idempotency-Key: the events of a command are those
+	// of one of its attempts at most. (a) A command answered 2xx is in the
+	// log at the version it answered: under the attempt's own request id
+	// when it ran, under the id of an earlier attempt, cut by a kill, when
+	// the answer is a replay. (b) A command answered 4xx or 5xx appended
+	// nothing, in none of its attempts. The last process answers every
+	// retry, so every command has an answer.
+	var lost, appendedAnyway, twice, unanswered []string
+	applied := map[string]*crashRequest{} // the attempt whose events are in the log, by key
+	for _, k := range keys {
+		attempts := byKey[k]
+		last := attempts[len(attempts)-1]
+		var with []*crashRequest
+		for _, a := range attempts {
+			if len(byCorrelation[a.ID]) > 0 {
+				with = append(with, a)
+			}
+		}
+		if len(with) > 1 {
+			var s []string
+			for _, a := range with {
+				s = append(s, fmt.Sprintf("attempt %d %s (process %d): %s", a.Attempt, a.ID, a.Incarnation, crashDescribe(byCorrelation[a.ID])))
+			}
+			twice = append(twice, fmt.Sprintf("key %s, %s %s: %s", k, last.Method, last.Path, strings.Join(s, "; ")))
+		}
+		if len(with) > 0 {
+			applied[k] = with[0]
+		}
+		if !last.answered() {
+			unanswered = append(unanswered, fmt.Sprintf("key %s, %s %s: %d attempts, the last to process %d: %s", k, last.Method, last.Path, len(attempts), last.Incarnation, last.Err))
 			continue
 		}
-		evs := byCorrelation[r.ID]
-		if r.Status >= 400 {
-			if len(evs) > 0 {
-				appendedAnyway = append(appendedAnyway, fmt.Sprintf("%s %s %s answered %d %s, yet appended %s", r.ID, r.Method, r.Path, r.Status, r.Code, crashDescribe(evs)))
+		if last.Status >= 400 {
+			for _, a := range with {
+				what := "yet appended"
+				if a != last {
+					what = fmt.Sprintf("yet attempt %d %s (process %d, cut by its kill) had appended", a.Attempt, a.ID, a.Incarnation)
+				}
+				appendedAnyway = append(appendedAnyway, fmt.Sprintf("key %s: %s %s %s (attempt %d, process %d) answered %d %s, %s %s",
+					k, last.ID, last.Method, last.Path, last.Attempt, last.Incarnation, last.Status, last.Code, what, crashDescribe(byCorrelation[a.ID])))
 			}
 			continue
 		}
-		if r.Status >= 300 {
+		if last.Status >= 300 {
 			continue
 		}
 		var top int64
-		for _, e := range evs {
-			if e.StreamID == r.QuoteID {
-				top = max(top, e.Version)
+		var at *crashRequest
+		if len(with) == 1 {
+			at = with[0]
+			for _, e := range byCorrelation[at.ID] {
+				if e.StreamID == last.QuoteID {
+					top = max(top, e.Version)
+				}
 			}
 		}
-		if top != r.Version {
-			lost = append(lost, fmt.Sprintf("%s %s %s (process %d) answered %d, version %d of quote %s; its events in the log: %s",
-				r.ID, r.Method, r.Path, r.Incarnation, r.Status, r.Version, r.QuoteID, crashDescribe(evs)))
+		// A replay's events are those of an earlier attempt; a fresh
+		// answer's, its own.
+		if top != last.Version || at == nil || (last.Replayed != (at != last)) {
+			var s []string
+			for _, a := range attempts {
+				s = append(s, fmt.Sprintf("attempt %d %s (process %d): %s", a.Attempt, a.ID, a.Incarnation, crashDescribe(byCorrelation[a.ID])))
+			}
+			lost = append(lost, fmt.Sprintf("key %s: %s %s %s (attempt %d, process %d) answered %d (replayed: %t), version %d of quote %s; the events of its attempts in the log: %s",
+				k, last.ID, last.Method, last.Path, last.Attempt, last.Incarnation, last.Status, last.Replayed, last.Version, last.QuoteID, strings.Join(s, "; ")))
 		}
 	}
-	crashReport(t, "commands answered 2xx whose effect is not in the log", lost)
+	crashReport(t, "commands whose events are in the log more than once (one Idempotency-Key, several attempts that appended)", twice)
+	crashReport(t, "commands answered 2xx whose effect is not in the log, once, under the attempt the answer stands for", lost)
 	crashReport(t, "commands refused whose events are in the log", appendedAnyway)
+	crashReport(t, "commands that never got an answer, though the last process answers every retry", unanswered)
 
-	// Every event of the run belongs to a command answered 2xx or not at
-	// all, of this run.
+	// The response stored with a key is stored in the transaction of the
+	// command's events: a key has a stored response if and only if its
+	// command's events are in the log, at the version the stored body
+	// says; and the answer to the command, replayed or not, is the stored
+	// response (status, body byte for byte, ETag).
+	type storedResponse struct {
+		Status     int
+		Body, ETag string
+	}
+	stored := map[string]storedResponse{}
+	rows, err := pool.Query(ctx, `SELECT key, status, body, coalesce(headers->>'ETag', '') FROM idempotency_keys WHERE key LIKE 'crash-%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		var s storedResponse
+		var body []byte
+		if err := rows.Scan(&k, &s.Status, &body, &s.ETag); err != nil {
+			t.Fatal(err)
+		}
+		s.Body = string(body)
+		stored[k] = s
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	var storeMismatch, answerMismatch []string
+	for k, s := range stored {
+		if byKey[k] == nil {
+			storeMismatch = append(storeMismatch, fmt.Sprintf("key %s, which no client sent, has a stored response %d %s", k, s.Status, s.Body))
+		}
+	}
+	for _, k := range keys {
+		last := byKey[k][len(byKey[k])-1]
+		s, isStored := stored[k]
+		a := applied[k]
+		switch {
+		case a != nil && !isStored:
+			storeMismatch = append(storeMismatch, fmt.Sprintf("key %s: attempt %d %s %s %s appended %s, yet no response is stored for the key",
+				k, a.Attempt, a.ID, a.Method, a.Path, crashDescribe(byCorrelation[a.ID])))
+		case a == nil && isStored:
+			storeMismatch = append(storeMismatch, fmt.Sprintf("key %s (%s %s): a response %d %q is stored, yet no attempt appended anything", k, last.Method, last.Path, s.Status, s.Body))
+		case a != nil:
+			var ref struct {
+				QuoteID string `json:"quote_id"`
+				Version int64  `json:"version"`
+			}
+			_ = json.Unmarshal([]byte(s.Body), &ref)
+			var top int64
+			for _, e := range byCorrelation[a.ID] {
+				if e.StreamID == ref.QuoteID {
+					top = max(top, e.Version)
+				}
+			}
+			if top == 0 || top != ref.Version || s.ETag != fmt.Sprintf(`"%d"`, ref.Version) {
+				storeMismatch = append(storeMismatch, fmt.Sprintf("key %s: the stored response %d %s %q does not name the version its events reached: %s",
+					k, s.Status, s.ETag, s.Body, crashDescribe(byCorrelation[a.ID])))
+			}
+		}
+		if last.answered() && last.Status < 300 && (!isStored || last.Status != s.Status || last.Body != s.Body || last.ETag != s.ETag) {
+			answerMismatch = append(answerMismatch, fmt.Sprintf("key %s: %s %s %s (attempt %d, replayed: %t) answered %d %s %q; stored: %t %d %s %q",
+				k, last.ID, last.Method, last.Path, last.Attempt, last.Replayed, last.Status, last.ETag, last.Body, isStored, s.Status, s.ETag, s.Body))
+		}
+	}
+	crashReport(t, "keys whose stored response and events disagree", storeMismatch)
+	crashReport(t, "commands answered 2xx with other than the response stored for their key", answerMismatch)
+
+	// Every event of the run belongs to an attempt of a command answered
+	// 2xx, of this run.
 	byID := map[string]*crashRequest{}
 	for _, r := range reqs {
 		byID[r.ID] = r
@@ -226,11 +382,11 @@ func TestServeKilledUnderLoad(t *testing.T) {
 			continue
 		}
 		r := byID[e.CorrelationID]
-		if r == nil || !r.Command || (r.answered() && r.Status >= 300) {
+		if r == nil || !r.Command || (final(r).answered() && final(r).Status >= 300) {
 			strays = append(strays, fmt.Sprintf("%s v%d %s (correlation id %q)", e.StreamID, e.Version, e.Type, e.CorrelationID))
 		}
 	}
-	crashReport(t, "events of the run that no command answered 2xx or cut by a kill appended", strays)
+	crashReport(t, "events of the run that no command answered 2xx (or cut by a kill) appended", strays)
 
 	// A command appends all its events or none, even when a kill cuts it:
 	// an order submitted amends the customer's subscription in the same
@@ -247,7 +403,7 @@ func TestServeKilledUnderLoad(t *testing.T) {
 
 	// (d) The relay delivered every event at least once, and nothing else.
 	var missing, foreign []string
-	rows, err := pool.Query(ctx, `SELECT e.stream_id || ' v' || e.version || ' ' || e.event_id::text FROM events e
+	rows, err = pool.Query(ctx, `SELECT e.stream_id || ' v' || e.version || ' ' || e.event_id::text FROM events e
 WHERE NOT EXISTS (SELECT 1 FROM watermill_upsell_events m WHERE m.uuid = e.event_id::text) ORDER BY e.position`)
 	if err != nil {
 		t.Fatal(err)
@@ -319,12 +475,17 @@ WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id::text = m.uuid) ORDER 
 		errorLines += strings.Count(l.String(), "level=ERROR")
 	}
 	t.Logf("%d serve processes killed with SIGKILL over %s (2xx commands per process: %v), then one stopped with SIGTERM", crashKills, loadTime.Round(time.Millisecond), perProcess)
-	t.Logf("%d requests from %d clients: %d commands (%d answered 2xx, %d refused 4xx, %d failed 5xx, %d without an answer, of which %d took effect) and %d reads",
+	t.Logf("%d requests from %d clients: %d command requests (%d answered 2xx, %d refused 4xx, %d failed 5xx, %d without an answer, of which %d took effect) and %d reads",
 		len(reqs), crashClients, commands, ok2xx, refused, failed5xx, noAnswer, noAnswerApplied, gets)
+	t.Logf("%d commands (Idempotency-Keys), %d stored responses; %d retries of commands a kill cut (%d cut again): %d replays of a command that had committed before the kill (Idempotent-Replayed), %d executed fresh (%d answered 2xx, %d refused 4xx)",
+		len(keys), len(stored), retries, retriesCut, replays, fresh2xx+fresh4xx, fresh2xx, fresh4xx)
 	t.Logf("%d events in the log (%d imported, %d appended during the run); the topic has %d messages (%d distinct); a consumer from its start got %d deliveries, %d of them duplicates; %d level=ERROR log lines",
 		len(events), crashCountUpTo(events, imported), len(events)-crashCountUpTo(events, imported), messages, distinct, len(deliveries), dups, errorLines)
-	if noAnswer == 0 {
+	if noAnswer == 0 || retries == 0 {
 		t.Errorf("no kill cut a command in flight: the test did not test crashes")
+	}
+	if replays == 0 {
+		t.Logf("no command cut by a kill had committed: no retry was replayed, this run did not test the replay across a kill")
 	}
 }
 
