@@ -86,17 +86,7 @@ func startCrashServe(t *testing.T, url string) *crashServe {
 // kill sends sig and waits for the process to end.
 func (p *crashServe) kill(t *testing.T, sig syscall.Signal) error {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal the serve process: %v; stderr:\n%s", err, p.stderr.String())
-	}
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return err
-	case <-time.After(relayWait):
-		t.Fatalf("the serve process did not end within %s of %s", relayWait, sig)
-		return nil
-	}
+	return killChild(t, "serve", p.cmd, p.exited, p.stderr, sig)
 }
 
 // crashGate tells the clients where the serve process of the moment

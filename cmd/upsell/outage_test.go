@@ -28,39 +28,6 @@ import (
 	"github.com/upsell-dev/upsell/relay"
 )
 
-// startServeWith is startServe with more flags.
-func startServeWith(t *testing.T, url string, flags ...string) *served {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &served{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, exit: make(chan int, 1)}
-	args := append([]string{"serve", "--addr", "127.0.0.1:0"}, flags...)
-	go func() { s.exit <- run(ctx, args, envWith(url), s.stdout, s.stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-s.exit:
-		case <-time.After(30 * time.Second):
-			t.Errorf("serve did not stop within 30 s of its cleanup; log:\n%s", s.stderr.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if m := servingLine.FindStringSubmatch(s.stdout.String()); m != nil {
-			s.base = m[1]
-			return s
-		}
-		select {
-		case code := <-s.exit:
-			s.exit <- code
-			t.Fatalf("serve returned %d before serving; stdout %q, stderr:\n%s", code, s.stdout.String(), s.stderr.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not say where it listens within 15 s; stdout %q, stderr:\n%s", s.stdout.String(), s.stderr.String())
-		}
-	}
-}
-
 // outageDB takes a test database away from its clients and gives it back,
 // without touching the server: ALLOW_CONNECTIONS false refuses new
 // sessions, pg_terminate_backend ends the open ones. Only the test's own

@@ -254,15 +254,22 @@ func startRelayProcess(t *testing.T, url string) *relayProcess {
 // kill sends sig and waits for the process to end.
 func (p *relayProcess) kill(t *testing.T, sig syscall.Signal) error {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal the relay process: %v; stderr:\n%s", err, p.stderr.String())
+	return killChild(t, "relay", p.cmd, p.exited, p.stderr, sig)
+}
+
+// killChild sends sig to a child process of a test and waits, at most
+// relayWait, for it to end; exited gives its end once and gets it back.
+func killChild(t *testing.T, name string, cmd *exec.Cmd, exited chan error, stderr fmt.Stringer, sig syscall.Signal) error {
+	t.Helper()
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal the %s process: %v; stderr:\n%s", name, err, stderr.String())
 	}
 	select {
-	case err := <-p.exited:
-		p.exited <- err
+	case err := <-exited:
+		exited <- err
 		return err
 	case <-time.After(relayWait):
-		t.Fatalf("the relay process did not end within %s of %s", relayWait, sig)
+		t.Fatalf("the %s process did not end within %s of %s", name, relayWait, sig)
 		return nil
 	}
 }

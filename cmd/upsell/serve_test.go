@@ -59,11 +59,16 @@ var servingLine = regexp.MustCompile(`upsell: serving the API on (http://\S+)`)
 // to say where it listens. The test's cleanup stops it if the test did not.
 func startServe(t *testing.T, url string) *served {
 	t.Helper()
+	return startServeWith(t, url)
+}
+
+// startServeWith is startServe with more flags.
+func startServeWith(t *testing.T, url string, flags ...string) *served {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &served{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, exit: make(chan int, 1)}
-	go func() {
-		s.exit <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, envWith(url), s.stdout, s.stderr)
-	}()
+	args := append([]string{"serve", "--addr", "127.0.0.1:0"}, flags...)
+	go func() { s.exit <- run(ctx, args, envWith(url), s.stdout, s.stderr) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -80,7 +85,7 @@ func startServe(t *testing.T, url string) *served {
 		}
 		select {
 		case code := <-s.exit:
-			s.exit <- code // for the cleanup
+			s.exit <- code
 			t.Fatalf("serve returned %d before serving; stdout %q, stderr:\n%s", code, s.stdout.String(), s.stderr.String())
 		case <-time.After(10 * time.Millisecond):
 		}
