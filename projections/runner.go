@@ -33,6 +33,9 @@ type Runner struct {
 	// closed (a network partition, a failover behind a proxy) then ends the
 	// leadership and is replaced, instead of holding the projector forever.
 	CallTimeout time.Duration
+	// rebuildable: a rebuild may swap the projection's table (it is one of
+	// All), so a batch locks its checkpoint row.
+	rebuildable bool
 }
 
 // DefaultCallTimeout is a Runner's CallTimeout unless set: far above what a
@@ -43,8 +46,9 @@ const DefaultCallTimeout = 30 * time.Second
 
 // NewRunner returns a Runner of proj on pool.
 func NewRunner(pool *pgxpool.Pool, proj Projection, log *slog.Logger) *Runner {
+	_, notRebuilt := ByName(proj.Name())
 	return &Runner{pool: pool, proj: proj, log: log.With("projection", proj.Name()), BatchSize: 500, Poll: 100 * time.Millisecond,
-		CallTimeout: DefaultCallTimeout}
+		CallTimeout: DefaultCallTimeout, rebuildable: notRebuilt == nil}
 }
 
 func (r *Runner) callTimeout() time.Duration {
@@ -158,8 +162,7 @@ func (r *Runner) step(ctx context.Context, conn *pgx.Conn) (int, error) {
 	// relay, which publishes in its batch and which no rebuild swaps, takes
 	// an id only when it writes its checkpoint, at the end; its session's
 	// advisory lock already keeps others off that row.
-	_, notRebuilt := ByName(r.proj.Name())
-	at, err := checkpointTx(ctx, tx, r.proj.Name(), notRebuilt == nil)
+	at, err := checkpointTx(ctx, tx, r.proj.Name(), r.rebuildable)
 	if err != nil {
 		return 0, err
 	}
