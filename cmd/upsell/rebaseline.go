@@ -37,15 +37,12 @@ func refuseAhead(ctx context.Context, pool *pgxpool.Pool) error {
 // aheadReadiness is /readyz's check (ready): not ready while the log is
 // ahead of the server.
 func aheadReadiness(ctx context.Context, pool *pgxpool.Pool) error {
-	info, err := eventstore.Ahead(ctx, pool)
-	if err != nil {
-		return err
-	}
-	if info.Ahead() {
+	err := refuseAhead(ctx, pool)
+	if ahead := (*logAheadError)(nil); errors.As(err, &ahead) {
 		return &handlers.ReadinessError{Reason: "the event log holds transaction ids ahead of this server's " +
 			"(restored from another cluster?): run `upsell rebaseline`"}
 	}
-	return nil
+	return err
 }
 
 // cmdRebaseline maps a restored log's transaction ids below this server's,
