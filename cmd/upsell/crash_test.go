@@ -402,37 +402,10 @@ func TestServeKilledUnderLoad(t *testing.T) {
 	crashReport(t, "commands with half their events in the log (OrderSubmitted without SubscriptionAmended, or the reverse)", halves)
 
 	// (d) The relay delivered every event at least once, and nothing else.
-	var missing, foreign []string
-	rows, err = pool.Query(ctx, `SELECT e.stream_id || ' v' || e.version || ' ' || e.event_id::text FROM events e
+	missing := crashStrings(t, pool, `SELECT e.stream_id || ' v' || e.version || ' ' || e.event_id::text FROM events e
 WHERE NOT EXISTS (SELECT 1 FROM watermill_upsell_events m WHERE m.uuid = e.event_id::text) ORDER BY e.position`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		missing = append(missing, s)
-	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
-	}
-	rows, err = pool.Query(ctx, `SELECT DISTINCT m.uuid FROM watermill_upsell_events m
+	foreign := crashStrings(t, pool, `SELECT DISTINCT m.uuid FROM watermill_upsell_events m
 WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id::text = m.uuid) ORDER BY m.uuid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		foreign = append(foreign, s)
-	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
-	}
 	crashReport(t, "events the relay never published to the topic", missing)
 	crashReport(t, "messages of the topic that are no event of the log", foreign)
 	var messages, distinct int
@@ -555,4 +528,18 @@ func crashFirstDifference(a, b string) string {
 	}
 	from := max(0, i-200)
 	return fmt.Sprintf("served  ...%s...\nrebuilt ...%s...", a[from:min(len(a), i+200)], b[from:min(len(b), i+200)])
+}
+
+// crashStrings runs a query of one text column and returns its rows.
+func crashStrings(t *testing.T, pool *pgxpool.Pool, sql string) []string {
+	t.Helper()
+	rows, err := pool.Query(t.Context(), sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
