@@ -31,21 +31,6 @@ type Projection interface {
 	Apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, events []eventstore.Event) error
 }
 
-// Inline is the app.TxHook that applies a command's events to every read
-// model in the append transaction: the quote views, which only it writes,
-// and the customer views, which the customers projector also writes for
-// events that came another way (an import). Upserts guarded by the version
-// make the second application a no-op. So a read right after a command
-// shows its effect, whatever the projector's lag.
-func Inline(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
-	for _, p := range All() {
-		if err := p.Apply(ctx, tx, pgx.Identifier{p.Table()}, events); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // All is every projection, in the order rebuild runs them.
 func All() []Projection { return []Projection{Quotes{}, Customers{}} }
 
