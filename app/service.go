@@ -41,6 +41,17 @@ const DefaultMaxRetries = 5
 // idempotency records) commit together with the events or not at all.
 type TxHook func(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error
 
+// BatchHook is a TxHook that only writes, so its statements can travel on
+// the batch that carries the append: queued on b, they run after the
+// inserts in the append's transaction and commit with the events or not at
+// all. With BatchHooks alone (no TxHook), a command's append is one round
+// trip (eventstore.Store.AppendCommit). events are the command's events as
+// they will be recorded: without position, transaction id, hash or recorded
+// time (that is the transaction's now()). A statement must fail in
+// PostgreSQL to stop the commit; it must not need what another queued
+// statement returns.
+type BatchHook func(ctx context.Context, b *pgx.Batch, events []eventstore.Event) error
+
 // Service runs the commands of the change-order flow.
 type Service struct {
 	pool       *pgxpool.Pool
@@ -49,6 +60,7 @@ type Service struct {
 	newID      func() uuid.UUID
 	maxRetries int
 	hooks      []TxHook
+	batchHooks []BatchHook
 	catalogs   catalog.Cache
 }
 
@@ -66,6 +78,11 @@ func WithMaxRetries(n int) Option { return func(s *Service) { s.maxRetries = n }
 
 // WithTxHook adds a hook that runs in every append transaction.
 func WithTxHook(h TxHook) Option { return func(s *Service) { s.hooks = append(s.hooks, h) } }
+
+// WithBatchHook adds a hook that queues writes in every append transaction.
+func WithBatchHook(h BatchHook) Option {
+	return func(s *Service) { s.batchHooks = append(s.batchHooks, h) }
+}
 
 // New returns a Service on the pool's event store.
 func New(pool *pgxpool.Pool, opts ...Option) *Service {
@@ -94,11 +111,12 @@ type Meta struct {
 	// ExpectedVersion, when set, is the quote version the caller saw
 	// (If-Match): a quote at another version gives ErrPreconditionFailed.
 	ExpectedVersion *int64
-	// InTx, when set, runs inside the transaction that appends the
-	// command's events, after the TxHooks, with the command's result: the
-	// HTTP layer stores its idempotent response there. It does not run when
-	// the command appends nothing.
-	InTx func(ctx context.Context, tx pgx.Tx, r Result) error
+	// InBatch, when set, queues writes that commit with the command's
+	// events, after the hooks', as a BatchHook does, with the command's
+	// result (its Events as a BatchHook gets them): the HTTP layer stores
+	// its idempotent response so. It does not run when the command appends
+	// nothing.
+	InBatch func(ctx context.Context, b *pgx.Batch, r Result) error
 }
 
 // Result is the outcome of a command on a quote.
@@ -209,7 +227,7 @@ func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Res
 	if len(appends) == 0 {
 		return nil, nil
 	}
-	if len(s.hooks) == 0 && m.InTx == nil {
+	if len(s.hooks) == 0 && len(s.batchHooks) == 0 && m.InBatch == nil {
 		return s.store.Append(ctx, appends...)
 	}
 	// The hooks learn the aggregates as the events leave them (After), so
@@ -219,8 +237,25 @@ func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Res
 		after[p.streamID] = p.agg
 	}
 	ctx = context.WithValue(ctx, afterKey{}, after)
-	// BEGIN goes with the inserts (one round trip), then the hooks write in
-	// the same transaction.
+	queue := func(b *pgx.Batch, events []eventstore.Event) error {
+		for _, h := range s.batchHooks {
+			if err := h(ctx, b, events); err != nil {
+				return err
+			}
+		}
+		if m.InBatch != nil {
+			res.Events = events
+			return m.InBatch(ctx, b, res)
+		}
+		return nil
+	}
+	if len(s.hooks) == 0 {
+		// BEGIN, the inserts, the queued writes and COMMIT: one round trip.
+		return s.store.AppendCommit(ctx, queue, appends...)
+	}
+	// TxHooks may read, so they run once the inserts are in: BEGIN goes
+	// with the inserts (one round trip), then the hooks, then the queued
+	// writes in one more, then COMMIT.
 	tx, stored, err := s.store.BeginAppend(ctx, appends...)
 	if err != nil {
 		return nil, err
@@ -231,9 +266,12 @@ func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Res
 			return nil, err
 		}
 	}
-	if m.InTx != nil {
-		res.Events = stored
-		if err := m.InTx(ctx, tx, res); err != nil {
+	b := &pgx.Batch{}
+	if err := queue(b, stored); err != nil {
+		return nil, err
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return nil, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,6 +28,11 @@ import (
 // head's: per stream, log order is version order. A transaction refused that
 // way sees a version conflict, and a retry in a new transaction succeeds.
 //
+// A refused append raises an error (upsell_refuse_append, migration 010,
+// SQLSTATE UP409 with the stream's version as its detail) instead of
+// inserting nothing, so that nothing sent after it in the same pipeline can
+// commit without its events (see AppendCommit).
+//
 // Each event's hash chains to the previous one's (see hash.go): the head's
 // hash is read with its version, and upsell_event_hash (migration 005),
 // which the planner inlines, hashes the event. recorded_at is set to now(),
@@ -42,8 +48,9 @@ FROM (SELECT coalesce(h.version, 0) AS version, h.transaction_id AS xid, h.hash
       FROM (VALUES (1)) AS one
       LEFT JOIN LATERAL (SELECT version, transaction_id, hash FROM events
                          WHERE stream_id = $1::text ORDER BY version DESC LIMIT 1) AS h ON true) AS head
-WHERE (head.version = $3::bigint OR $3::bigint = -1)
-  AND (head.xid IS NULL OR head.xid < pg_current_xact_id())
+WHERE CASE WHEN (head.version = $3::bigint OR $3::bigint = -1)
+            AND (head.xid IS NULL OR head.xid < pg_current_xact_id()) THEN true
+          ELSE upsell_refuse_append($1, $3::bigint, head.version) END
 RETURNING position, transaction_id, version, recorded_at, hash`
 
 // appendManySQL is appendSQL for several events: chain starts from the head
@@ -56,8 +63,9 @@ const appendManySQL = `WITH RECURSIVE chain AS (
     FROM (VALUES (1)) AS one
     LEFT JOIN LATERAL (SELECT version, transaction_id, hash FROM events
                        WHERE stream_id = $1::text ORDER BY version DESC LIMIT 1) AS h ON true
-    WHERE (coalesce(h.version, 0) = $3::bigint OR $3::bigint = -1)
-      AND (h.transaction_id IS NULL OR h.transaction_id < pg_current_xact_id())
+    WHERE CASE WHEN (coalesce(h.version, 0) = $3::bigint OR $3::bigint = -1)
+                AND (h.transaction_id IS NULL OR h.transaction_id < pg_current_xact_id()) THEN true
+              ELSE upsell_refuse_append($1, $3::bigint, coalesce(h.version, 0)) END
   UNION ALL
     SELECT c.n + 1, c.version + 1,
            upsell_event_hash(c.hash, ($4::uuid[])[c.n + 1], $1, $2, c.version + 1, ($5::text[])[c.n + 1],
@@ -78,6 +86,8 @@ const (
 	uniqueViolation  = "23505"
 	streamVersionKey = "events_stream_version_key"
 	eventIDKey       = "events_event_id_key"
+	// appendRefused is upsell_refuse_append's SQLSTATE (migration 010).
+	appendRefused = "UP409"
 )
 
 // Append appends to one or several streams atomically: every event is
@@ -119,6 +129,75 @@ func (s *Store) BeginAppend(ctx context.Context, appends ...Append) (pgx.Tx, []E
 	return s.begin(ctx, streams)
 }
 
+// AppendCommit appends and commits in one round trip: BEGIN, the inserts,
+// the statements that with queues on the batch, and COMMIT travel as one
+// pipeline. with writes what must commit with the events (inline read
+// models, an idempotent response). It gets the events as they will be
+// recorded: ids, streams, versions, types, data and metadata, but no
+// position, transaction id, hash or recorded time, which only the insert
+// makes (the recorded time is the transaction's now(), which with's
+// statements can use). It must not read: nothing has run yet.
+//
+// Every stream needs a definite ExpectedVersion (not AnyVersion), so that
+// the versions are known before the insert. A refused append (a version
+// conflict, see appendSQL) and any error of with's statements are errors
+// PostgreSQL raises, after which it skips the rest of the pipeline, COMMIT
+// included: the transaction is rolled back, in a second round trip, and
+// nothing of it is recorded. Errors of with's statements come back as
+// PostgreSQL gave them (*pgconn.PgError), wrapped; callbacks set on with's
+// queued statements (QueuedQuery.Exec and the like) run only when their
+// statement succeeded, and an error they return is returned, but cannot
+// stop the commit: a statement that must stop it has to fail in PostgreSQL.
+func (s *Store) AppendCommit(ctx context.Context, with func(b *pgx.Batch, events []Event) error, appends ...Append) ([]Event, error) {
+	streams, err := prepare(appends)
+	if err != nil {
+		return nil, err
+	}
+	var pending []Event
+	for _, p := range streams {
+		if p.ExpectedVersion == AnyVersion {
+			return nil, fmt.Errorf("%w: stream %q: AppendCommit needs an expected version", ErrInvalidAppend, p.StreamID)
+		}
+		for i, e := range p.Events {
+			pending = append(pending, Event{
+				ID: e.ID, StreamID: p.StreamID, StreamType: p.StreamType, Version: p.ExpectedVersion + int64(i) + 1,
+				Type: e.Type, SchemaVersion: e.SchemaVersion, Data: e.Data, Metadata: e.Metadata, RawMetadata: p.metadata[i],
+			})
+		}
+	}
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	queue(b, streams)
+	if err := with(b, pending); err != nil {
+		return nil, err
+	}
+	var committed bool
+	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+		committed = tag.String() == "COMMIT"
+		return nil
+	})
+	br := s.pool.SendBatch(ctx, b)
+	// Rollback is a no-op but for releasing the connection when COMMIT
+	// ran; after an error it ends the aborted transaction.
+	defer func() { _ = br.Tx().Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, fmt.Errorf("eventstore: begin append: %w", err)
+	}
+	events, err := readInserts(br, streams)
+	if err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("eventstore: append: %w", err)
+	}
+	if !committed {
+		return nil, fmt.Errorf("eventstore: append: %w", pgx.ErrTxCommitRollback)
+	}
+	return events, nil
+}
+
 // begin sends BEGIN and the inserts as one batch, so the round trip of
 // pool.Begin is saved, and returns the open transaction once every stream
 // is known to be at its version.
@@ -132,7 +211,7 @@ func (s *Store) begin(ctx context.Context, streams []*pending) (pgx.Tx, []Event,
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return nil, nil, fmt.Errorf("eventstore: begin append: %w", err)
 	}
-	events, err := readBatch(ctx, tx, br, streams)
+	events, err := readBatch(br, streams)
 	if err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return nil, nil, err
@@ -159,7 +238,7 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, appends ...Append) ([]E
 	if len(streams) == 1 {
 		return appendOne(ctx, tx, streams[0])
 	}
-	return readBatch(ctx, tx, tx.SendBatch(ctx, queue(&pgx.Batch{}, streams)), streams)
+	return readBatch(tx.SendBatch(ctx, queue(&pgx.Batch{}, streams)), streams)
 }
 
 // pending is a validated Append, with its events as the insert's arrays.
@@ -280,27 +359,16 @@ func queue(b *pgx.Batch, streams []*pending) *pgx.Batch {
 }
 
 func appendOne(ctx context.Context, db DBTX, p *pending) ([]Event, error) {
-	events, err := p.recorded(db.Query(ctx, p.sql(), p.args()...))
-	if err == nil && events == nil {
-		return nil, p.conflict(ctx, db)
-	}
-	return events, err
+	return p.recorded(db.Query(ctx, p.sql(), p.args()...))
 }
 
 // readBatch reads the results of the inserts queued for streams on br and
 // closes it. db is the connection br runs on, free again once br is closed.
-func readBatch(ctx context.Context, db DBTX, br pgx.BatchResults, streams []*pending) ([]Event, error) {
-	var all []Event
-	for _, p := range streams {
-		events, err := p.recorded(br.Query())
-		if err != nil || events == nil {
-			_ = br.Close() // the first stream's error is the one that matters
-			if err != nil {
-				return nil, err
-			}
-			return nil, p.conflict(ctx, db)
-		}
-		all = append(all, events...)
+func readBatch(br pgx.BatchResults, streams []*pending) ([]Event, error) {
+	all, err := readInserts(br, streams)
+	if err != nil {
+		_ = br.Close() // the first stream's error is the one that matters
+		return nil, err
 	}
 	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("eventstore: append: %w", err)
@@ -308,8 +376,22 @@ func readBatch(ctx context.Context, db DBTX, br pgx.BatchResults, streams []*pen
 	return all, nil
 }
 
-// recorded reads what the insert returned and closes rows. It returns nil
-// events, and no error, when the stream was not at the expected version.
+// readInserts reads the results of the inserts queued for streams on br,
+// the next results on it, and leaves br open.
+func readInserts(br pgx.BatchResults, streams []*pending) ([]Event, error) {
+	var all []Event
+	for _, p := range streams {
+		events, err := p.recorded(br.Query())
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, events...)
+	}
+	return all, nil
+}
+
+// recorded reads what the insert returned and closes rows. A stream not at
+// the expected version is an error the insert raised (see fail).
 func (p *pending) recorded(rows pgx.Rows, err error) ([]Event, error) {
 	if err != nil {
 		return nil, p.fail(err)
@@ -328,9 +410,6 @@ func (p *pending) recorded(rows pgx.Rows, err error) ([]Event, error) {
 	})
 	if err != nil {
 		return nil, p.fail(err)
-	}
-	if len(got) == 0 {
-		return nil, nil
 	}
 	if len(got) != len(p.Events) {
 		return nil, fmt.Errorf("eventstore: append to stream %q: %d events given, %d recorded", p.StreamID, len(p.Events), len(got))
@@ -364,25 +443,28 @@ func (p *pending) recorded(rows pgx.Rows, err error) ([]Event, error) {
 	return events, nil
 }
 
-// conflict reports that the insert found the stream at another version. It
-// reads that version for the message; the read may fail (db is an aborted
-// transaction) or be out of date already, so it is only informative.
-func (p *pending) conflict(ctx context.Context, db DBTX) error {
-	actual, err := streamVersion(ctx, db, p.StreamID)
+// refused is the conflict that upsell_refuse_append raised: the stream's
+// version when the append ran is the error's detail.
+func (p *pending) refused(pgErr *pgconn.PgError) error {
+	actual, err := strconv.ParseInt(pgErr.Detail, 10, 64)
 	if err != nil {
-		actual = -1
+		return fmt.Errorf("eventstore: append to stream %q refused, with a version that does not parse: %w", p.StreamID, pgErr)
 	}
 	c := &VersionConflictError{StreamID: p.StreamID, Expected: p.ExpectedVersion, Actual: actual}
-	if actual >= 0 && (actual == p.ExpectedVersion || p.ExpectedVersion == AnyVersion) {
+	if actual == p.ExpectedVersion || p.ExpectedVersion == AnyVersion {
 		c.Err = errWroteBeforeHead // the version was right: the transaction id was not
 	}
 	return c
 }
 
-// fail translates the unique violations an append can meet; the constraint
-// name, not the message, says which.
+// fail translates a refused append (upsell_refuse_append) and the unique
+// violations an append can meet; for those, the constraint name, not the
+// message, says which.
 func (p *pending) fail(err error) error {
 	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == appendRefused {
+		return p.refused(pgErr)
+	}
 	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
 		switch pgErr.ConstraintName {
 		case streamVersionKey:

@@ -73,13 +73,13 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, c command) {
 	}
 	var resp *response
 	meta := app.Meta{Actor: actorOf(ctx), CorrelationID: requestID(ctx), ExpectedVersion: expected}
-	meta.InTx = func(ctx context.Context, tx pgx.Tx, res app.Result) error {
+	meta.InBatch = func(_ context.Context, b *pgx.Batch, res app.Result) error {
 		var err error
 		if resp, err = c.respond(res); err != nil {
 			return err
 		}
 		if key != nil {
-			return key.store(ctx, tx, resp)
+			return key.queue(b, resp)
 		}
 		return nil
 	}

@@ -167,7 +167,7 @@ func setup(t *testing.T, opts ...fixtureOption) *env {
 	runner := projections.NewRunner(pool, projections.Customers{}, log)
 	runner.Poll = 5 * time.Millisecond
 
-	svc := app.New(pool, append([]app.Option{app.WithTxHook(projections.Inline), app.WithClock(domain.SystemClock{})}, e.appOptions...)...)
+	svc := app.New(pool, append([]app.Option{app.WithBatchHook(projections.InlineBatch), app.WithClock(domain.SystemClock{})}, e.appOptions...)...)
 	e.srv = handlers.New(handlers.Config{
 		Pool: pool, App: svc, Queries: projections.NewQueries(pool), Log: log,
 		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },

@@ -86,16 +86,33 @@ WHERE msp_id = $1 AND user_id = $2 AND key = $3`, k.actor.MSPID, k.actor.UserID,
 	return &resp, nil
 }
 
-// store records the response in the transaction that appends the events.
-// A concurrent request that stored the key first makes it errKeyTaken, which
-// rolls this one back.
-func (k *idempotency) store(ctx context.Context, tx eventstore.DBTX, resp *response) error {
+// storeKeySQL records a key's response.
+const storeKeySQL = `INSERT INTO idempotency_keys (msp_id, user_id, key, request_hash, status, headers, body)
+VALUES ($1, $2, $3, $4, $5, $6, $7)`
+
+// queue records the response in the transaction that appends the events,
+// on the batch that carries the append and its COMMIT. A concurrent request
+// that stored the key first makes the insert fail (a unique violation),
+// which stops the commit: this request's events are not recorded, and the
+// caller answers with that request's response (see exec).
+func (k *idempotency) queue(b *pgx.Batch, resp *response) error {
 	headers, err := json.Marshal(resp.Headers)
 	if err != nil {
 		return err
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (msp_id, user_id, key, request_hash, status, headers, body)
-VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+	b.Queue(storeKeySQL, k.actor.MSPID, k.actor.UserID, k.key, k.hash, resp.Status, headers, resp.Body)
+	return nil
+}
+
+// store records the response of a command that appended nothing, so that
+// the key cannot serve another request. A concurrent request that stored
+// the key first makes it errKeyTaken.
+func (k *idempotency) store(ctx context.Context, db eventstore.DBTX, resp *response) error {
+	headers, err := json.Marshal(resp.Headers)
+	if err != nil {
+		return err
+	}
+	tag, err := db.Exec(ctx, storeKeySQL+` ON CONFLICT DO NOTHING`,
 		k.actor.MSPID, k.actor.UserID, k.key, k.hash, resp.Status, headers, resp.Body)
 	if err != nil {
 		return fmt.Errorf("store idempotency key: %w", err)

@@ -97,7 +97,7 @@ func importFixture(t *testing.T, pool *pgxpool.Pool) {
 func token() string { return "tk" + strings.ReplaceAll(uuid.NewString(), "-", "")[:10] }
 
 func newApp(pool *pgxpool.Pool, opts ...app.Option) *app.Service {
-	opts = append([]app.Option{app.WithTxHook(projections.Inline), app.WithClock(domain.FixedClock{T: now})}, opts...)
+	opts = append([]app.Option{app.WithBatchHook(projections.InlineBatch), app.WithClock(domain.FixedClock{T: now})}, opts...)
 	return app.New(pool, opts...)
 }
 

@@ -2,9 +2,13 @@ package projections
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/upsell-dev/upsell/app"
 	"github.com/upsell-dev/upsell/eventstore"
 )
 
@@ -19,6 +23,84 @@ func Inline(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		if err := p.Apply(ctx, tx, pgx.Identifier{p.Table()}, events); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// InlineBatch is Inline as an app.BatchHook: the rows are queued on the
+// batch that carries the command's append and COMMIT, so the read models
+// cost the command no round trip of their own. The rows come from the
+// command's own aggregates (app.After), never from a read, and a quote's
+// updated_at is the transaction's now(), which is the recorded_at its
+// events get.
+func InlineBatch(ctx context.Context, b *pgx.Batch, events []eventstore.Event) error {
+	if err := queueRows(ctx, b, quoteRows, quoteInline(), events); err != nil {
+		return err
+	}
+	return queueRows(ctx, b, customerRows, customerInline(), events)
+}
+
+// inlineUpsert is a read model's version-guarded upsert into its live table
+// with the recorded-time column (if any) set to now(): that column's value
+// is dropped from the row's arguments.
+type inlineUpsert struct {
+	sql  string
+	skip int // the index of the row's value that now() replaces, or -1
+}
+
+var (
+	quoteInline    = sync.OnceValue(func() inlineUpsert { return newInlineUpsert(quoteRows, "quote_views", "updated_at") })
+	customerInline = sync.OnceValue(func() inlineUpsert { return newInlineUpsert(customerRows, "customer_views", "") })
+)
+
+func newInlineUpsert[A aggregate](r *streamRows[A], table, nowColumn string) inlineUpsert {
+	u := inlineUpsert{skip: -1}
+	var cols, values, set strings.Builder
+	n := 0
+	for i, c := range r.columns {
+		if i > 0 {
+			cols.WriteString(", ")
+			values.WriteString(", ")
+		}
+		cols.WriteString(c)
+		if c == nowColumn {
+			u.skip = i
+			values.WriteString("now()")
+		} else {
+			n++
+			fmt.Fprintf(&values, "$%d", n)
+		}
+		if c != r.key {
+			if set.Len() > 0 {
+				set.WriteString(", ")
+			}
+			fmt.Fprintf(&set, "%s = EXCLUDED.%s", c, c)
+		}
+	}
+	u.sql = `INSERT INTO ` + pgx.Identifier{table}.Sanitize() + ` AS v (` + cols.String() + `)
+VALUES (` + values.String() + `)
+ON CONFLICT (` + r.key + `) DO UPDATE SET ` + set.String() + `
+WHERE v.version < EXCLUDED.version`
+	return u
+}
+
+// queueRows queues the upsert of the row of every stream of r's type that
+// events touch, made from the aggregate the command left.
+func queueRows[A aggregate](ctx context.Context, b *pgx.Batch, r *streamRows[A], u inlineUpsert, events []eventstore.Event) error {
+	for _, s := range byStream(events, r.streamType) {
+		last := s.events[len(s.events)-1]
+		agg, ok := app.After(ctx, s.id).(A)
+		if !ok || agg == nil || agg.Version() != last.Version {
+			return fmt.Errorf("project %s %s: the command left no aggregate at version %d to make its row from", r.streamType, s.id, last.Version)
+		}
+		row, err := r.row(agg, last)
+		if err != nil {
+			return fmt.Errorf("project %s %s: %w", r.streamType, s.id, err)
+		}
+		if u.skip >= 0 {
+			row = append(row[:u.skip:u.skip], row[u.skip+1:]...)
+		}
+		b.Queue(u.sql, row...)
 	}
 	return nil
 }

@@ -21,9 +21,10 @@ import (
 )
 
 // newService is the application layer as every command of this binary uses
-// it: quote read models are written in the append transaction.
+// it: quote read models are written in the append transaction, queued with
+// the append itself (one round trip).
 func newService(pool *pgxpool.Pool, opts ...app.Option) *app.Service {
-	return app.New(pool, append([]app.Option{app.WithTxHook(projections.Inline)}, opts...)...)
+	return app.New(pool, append([]app.Option{app.WithBatchHook(projections.InlineBatch)}, opts...)...)
 }
 
 // shutdownGrace bounds how long requests in flight may take to finish.
