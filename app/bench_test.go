@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -21,7 +22,13 @@ import (
 
 // roundTrips counts what a pool sends to the server: each query and each
 // batch is one round trip.
-type roundTrips struct{ n atomic.Int64 }
+// roundTrips counts a pool's round trips, and keeps the arguments of the
+// stream loads sent in batches.
+type roundTrips struct {
+	n     atomic.Int64
+	mu    sync.Mutex
+	loads [][]any
+}
 
 func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	r.n.Add(1)
@@ -32,8 +39,14 @@ func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tra
 	r.n.Add(1)
 	return ctx
 }
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+func (r *roundTrips) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	if strings.Contains(d.SQL, "FROM events\nWHERE stream_id") {
+		r.mu.Lock()
+		r.loads = append(r.loads, d.Args)
+		r.mu.Unlock()
+	}
+}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // tracedService is the command path as upsell serve runs it (the inline
 // read models in the append transaction) on a pool whose round trips are
@@ -103,6 +116,30 @@ func TestChangeSeatsRoundTrips(t *testing.T) {
 		if got := trips.n.Load(); got != 2 {
 			t.Errorf("seat change %d took %d round trips, want 2", i+1, got)
 		}
+	}
+}
+
+// A command on a quote kept in memory reads only the events after the kept
+// version: none when this process wrote the last one.
+func TestCommandReadsOnlyNewEvents(t *testing.T) {
+	svc, trips, actor, quotes, product, seats := tracedService(t)
+	ctx := context.Background()
+	var version int64
+	for i := range 3 {
+		trips.mu.Lock()
+		trips.loads = nil
+		trips.mu.Unlock()
+		res, err := svc.ChangeSeats(ctx, app.Meta{Actor: actor}, quotes[1], product, seats+1+i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trips.mu.Lock()
+		loads := trips.loads
+		trips.mu.Unlock()
+		if i > 0 && (len(loads) != 1 || len(loads[0]) != 3 || loads[0][1] != version) {
+			t.Errorf("seat change %d loaded with %v, want one load of the versions after %d", i+1, loads, version)
+		}
+		version = res.Version
 	}
 }
 

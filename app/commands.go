@@ -30,6 +30,7 @@ func (s *Service) OpenChangeQuote(ctx context.Context, m Meta, customerID string
 	if err != nil {
 		return Result{}, err
 	}
+	s.quotes.put(q)
 	return Result{QuoteID: id, Version: q.Version(), Events: events, Quote: q}, nil
 }
 

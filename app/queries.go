@@ -112,23 +112,43 @@ func (s *Service) Catalog(ctx context.Context) (*domain.Catalog, error) {
 	return s.catalogs.At(ctx, s.pool, revision)
 }
 
-// quoteAndCatalog loads one of the actor's quotes and, in the same round
-// trip, the catalog's revision, then gives the catalog as of that revision
-// (kept in memory until the products change).
-func (s *Service) quoteAndCatalog(ctx context.Context, actor domain.Actor, quoteID uuid.UUID) (*domain.ChangeQuote, *domain.Catalog, error) {
+// quoteAndCatalog loads one of the actor's quotes and, when withCatalog, in
+// the same round trip, the catalog's revision, then gives the catalog as of
+// that revision (kept in memory until the products change). A quote kept in
+// memory (quoteCache) is read from the log only from the version after it.
+func (s *Service) quoteAndCatalog(ctx context.Context, actor domain.Actor, quoteID uuid.UUID, withCatalog bool) (*domain.ChangeQuote, *domain.Catalog, error) {
 	var stored []eventstore.Event
 	var revision int64
+	cached := s.quotes.get(quoteID)
+	var opts eventstore.LoadOptions
+	if cached != nil {
+		opts.AfterVersion = cached.Version()
+	}
 	b := &pgx.Batch{}
-	if err := eventstore.QueueLoad(b, quoteID.String(), eventstore.LoadOptions{}, &stored); err != nil {
+	if err := eventstore.QueueLoad(b, quoteID.String(), opts, &stored); err != nil {
 		return nil, nil, err
 	}
-	b.Queue(catalog.RevisionSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&revision) })
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, nil, fmt.Errorf("load change quote %s and the catalog's revision: %w", quoteID, err)
+	if withCatalog {
+		b.Queue(catalog.RevisionSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&revision) })
 	}
-	q, err := owned(actor, quoteID.String(), domain.StreamChangeQuote, stored, domain.LoadChangeQuote)
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("load change quote %s: %w", quoteID, err)
+	}
+	var q *domain.ChangeQuote
+	var err error
+	if cached != nil {
+		q, err = advance(actor, cached, stored)
+	} else {
+		q, err = owned(actor, quoteID.String(), domain.StreamChangeQuote, stored, domain.LoadChangeQuote)
+	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(stored) > 0 {
+		s.quotes.put(q)
+	}
+	if !withCatalog {
+		return q, nil, nil
 	}
 	cat, err := s.catalogs.At(ctx, s.pool, revision)
 	if err != nil {

@@ -61,6 +61,7 @@ type Service struct {
 	maxRetries int
 	hooks      []TxHook
 	batchHooks []BatchHook
+	quotes     *quoteCache
 	catalogs   catalog.Cache
 }
 
@@ -84,11 +85,16 @@ func WithBatchHook(h BatchHook) Option {
 	return func(s *Service) { s.batchHooks = append(s.batchHooks, h) }
 }
 
+// WithQuoteCache sets how many quotes are kept in memory between commands
+// (DefaultQuoteCache; 0: none, every command loads its quote's whole
+// stream).
+func WithQuoteCache(n int) Option { return func(s *Service) { s.quotes = newQuoteCache(n) } }
+
 // New returns a Service on the pool's event store.
 func New(pool *pgxpool.Pool, opts ...Option) *Service {
 	s := &Service{
 		pool: pool, store: eventstore.New(pool), clock: domain.SystemClock{},
-		newID: uuid.New, maxRetries: DefaultMaxRetries,
+		newID: uuid.New, maxRetries: DefaultMaxRetries, quotes: newQuoteCache(DefaultQuoteCache),
 	}
 	for _, o := range opts {
 		o(s)
@@ -156,14 +162,7 @@ func (s *Service) runQuote(ctx context.Context, m Meta, quoteID uuid.UUID,
 func (s *Service) runQuoteWith(ctx context.Context, m Meta, quoteID uuid.UUID, withCatalog bool,
 	decide func(ctx context.Context, q *domain.ChangeQuote, cat *domain.Catalog) (also []pending, err error)) (Result, error) {
 	for attempt := 0; ; attempt++ {
-		var q *domain.ChangeQuote
-		var cat *domain.Catalog
-		var err error
-		if withCatalog {
-			q, cat, err = s.quoteAndCatalog(ctx, m.Actor, quoteID)
-		} else {
-			q, err = s.LoadQuote(ctx, m.Actor, quoteID, eventstore.LoadOptions{})
-		}
+		q, cat, err := s.quoteAndCatalog(ctx, m.Actor, quoteID, withCatalog)
 		if err != nil {
 			return Result{}, err
 		}
@@ -189,6 +188,9 @@ func (s *Service) runQuoteWith(ctx context.Context, m Meta, quoteID uuid.UUID, w
 		}
 		if err != nil {
 			return Result{}, err
+		}
+		if len(events) > 0 {
+			s.quotes.put(q) // as the committed events left it
 		}
 		return Result{QuoteID: quoteID, Version: q.Version(), Events: events, Quote: q}, nil
 	}

@@ -42,6 +42,9 @@ func scanStored(row pgx.CollectableRow) (Event, error) {
 type LoadOptions struct {
 	UpToVersion int64     // 0: every version
 	UpTo        time.Time // zero: whenever recorded
+	// AfterVersion skips the versions up to it, which the caller has
+	// already (a cached aggregate); 0: from the first.
+	AfterVersion int64
 }
 
 // Load returns a stream's events in version order; an unknown stream gives
@@ -86,12 +89,16 @@ func QueueLoad(b *pgx.Batch, streamID string, opts LoadOptions, events *[]Event)
 }
 
 func loadQuery(streamID string, opts LoadOptions) (string, []any, error) {
-	if opts.UpToVersion < 0 {
-		return "", nil, fmt.Errorf("eventstore: load stream %q: negative version %d", streamID, opts.UpToVersion)
+	if opts.UpToVersion < 0 || opts.AfterVersion < 0 {
+		return "", nil, fmt.Errorf("eventstore: load stream %q: negative version %d", streamID, min(opts.UpToVersion, opts.AfterVersion))
 	}
 	upToVersion := opts.UpToVersion
 	if upToVersion == 0 {
 		upToVersion = math.MaxInt64
+	}
+	if opts.AfterVersion > 0 {
+		return `SELECT ` + eventColumns + ` FROM events
+WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version`, []any{streamID, opts.AfterVersion, upToVersion}, nil
 	}
 	return `SELECT ` + eventColumns + ` FROM events
 WHERE stream_id = $1 AND version <= $2 ORDER BY version`, []any{streamID, upToVersion}, nil
