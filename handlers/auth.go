@@ -71,24 +71,30 @@ func (s *Server) authenticated(next http.HandlerFunc) http.HandlerFunc {
 // errUnknownKey is a key that belongs to no user.
 var errUnknownKey = errors.New("unknown API key")
 
-// userOfKey finds the user whose key has the SHA-256 hash.
+// userOfKey finds the user whose key has the SHA-256 hash: in the key
+// cache (Config.Keys) when it is in use and holds the key, else in the
+// database, whose answer the cache then keeps (a known key only: see
+// KeyCache).
 //
-// The lookup is by the hash, through the unique index on api_key_hash, and
-// that comparison inside PostgreSQL is not constant-time. It leaks nothing
-// useful: what the time of an index probe could tell is how far the
-// *hash* of the presented key agrees with the stored hashes, and a caller
-// cannot steer the hash of a key towards a stored one (SHA-256 has no
-// known way to make a hash with a chosen prefix but trying keys at random,
-// which is guessing the key). A stored hash is also no credential: the
-// key is. So the probe's timing reveals no more than the answer does.
+// The lookup is by the hash, through the unique index on api_key_hash (or
+// the cache's map), and that comparison is not constant-time. It leaks
+// nothing useful: what the time of an index probe could tell is how far
+// the *hash* of the presented key agrees with the stored hashes, and a
+// caller cannot steer the hash of a key towards a stored one (SHA-256 has
+// no known way to make a hash with a chosen prefix but trying keys at
+// random, which is guessing the key). A stored hash is also no credential:
+// the key is. So the probe's timing reveals no more than the answer does.
 //
-// The stored hash is nevertheless selected and compared again here in
-// constant time, so that accepting a key never rests on a comparison
+// The stored hash is nevertheless selected (and cached) and compared again
+// in constant time, so that accepting a key never rests on a comparison
 // whose time depends on how many bytes agree: should the lookup ever
-// change (a case-insensitive or collated comparison, a prefix index, a
-// cache), no key is let in on a hash that merely resembles its own.
+// change (a case-insensitive or collated comparison, a prefix index), no
+// key is let in on a hash that merely resembles its own.
 func (s *Server) userOfKey(r *http.Request, hash []byte) (domain.Actor, error) {
-	var actor domain.Actor
+	actor, ticket, ok := s.Keys.lookup(hash)
+	if ok {
+		return actor, nil
+	}
 	var stored []byte
 	err := s.Pool.QueryRow(r.Context(), `SELECT msp_id, id, api_key_hash FROM msp_users WHERE api_key_hash = $1`,
 		hash).Scan(&actor.MSPID, &actor.UserID, &stored)
@@ -100,6 +106,7 @@ func (s *Server) userOfKey(r *http.Request, hash []byte) (domain.Actor, error) {
 	case !sameKeyHash(stored, hash):
 		return domain.Actor{}, errUnknownKey
 	}
+	s.Keys.store(ticket, stored, actor)
 	return actor, nil
 }
 

@@ -25,6 +25,13 @@ import (
 func keyUsers(t *testing.T, n int) (*pgxpool.Pool, string, []string) {
 	t.Helper()
 	pool := testdb.Pool(t, "handlers")
+	msp, keys := importKeyUsers(t, pool, n)
+	return pool, msp, keys
+}
+
+// importKeyUsers is keyUsers on the database of pool.
+func importKeyUsers(t *testing.T, pool *pgxpool.Pool, n int) (string, []string) {
+	t.Helper()
 	sfx := strings.ReplaceAll(uuid.NewString(), "-", "")
 	msp := importer.MSP{ID: "msp-auth-" + sfx[:10], Name: "Auth Test MSP"}
 	keys := make([]string, n)
@@ -36,7 +43,7 @@ func keyUsers(t *testing.T, n int) (*pgxpool.Pool, string, []string) {
 	if _, err := importer.Import(context.Background(), eventstore.New(pool), f, domain.SystemClock{}); err != nil {
 		t.Fatalf("import the test's users: %v", err)
 	}
-	return pool, msp.ID, keys
+	return msp.ID, keys
 }
 
 func TestSameKeyHash(t *testing.T) {

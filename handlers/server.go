@@ -32,6 +32,10 @@ type Config struct {
 	// RequestTimeout bounds a request's work, its database calls included
 	// (DefaultRequestTimeout when zero).
 	RequestTimeout time.Duration
+	// Keys answers authentication from memory while its Run listens for
+	// changes of users (see KeyCache); nil: every request looks its API
+	// key up in the database.
+	Keys *KeyCache
 }
 
 // DefaultRequestTimeout bounds a request when Config.RequestTimeout is zero.

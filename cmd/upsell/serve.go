@@ -83,10 +83,13 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 			runners = append(runners, runner)
 		}
 	}
+	// API keys are resolved from memory while the cache's listener hears
+	// of every change to users (migration 009), from the database when not.
+	keys := handlers.NewKeyCache(pool, c.log)
 	api := handlers.New(handlers.Config{
 		Pool: pool, App: newService(pool), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
 		Ready:     func(ctx context.Context) error { return ready(ctx, pool) },
-		RateLimit: *rateLimit, RequestTimeout: *requestTimeout,
+		RateLimit: *rateLimit, RequestTimeout: *requestTimeout, Keys: keys,
 	})
 	srv := newAPIServer(api, apiTimeouts, c.log)
 
@@ -98,6 +101,10 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 		wg.Go(func() { _ = r.Run(projCtx) })
 	}
 	wg.Go(func() { purgeIdempotencyKeys(projCtx, pool, *keyTTL, c) })
+	// Like the projectors, the listener lasts until the last request is
+	// answered: requests draining at shutdown still find their keys in
+	// memory.
+	wg.Go(func() { keys.Run(projCtx) })
 	relayed := metrics.RelayedEvents.WithLabelValues(transport.Kind)
 	wg.Go(func() {
 		runRelay(projCtx, pool, transport, c, relay.Options{OnPublished: func(n int) { relayed.Add(float64(n)) }})
