@@ -26,7 +26,7 @@ func (s *Service) OpenChangeQuote(ctx context.Context, m Meta, customerID string
 		return Result{}, err
 	}
 	events, err := s.append(ctx, m, []pending{{id.String(), domain.StreamChangeQuote, q}},
-		Result{QuoteID: id, Version: q.Version(), Quote: q})
+		Result{QuoteID: id, Version: q.Version(), Quote: q}, nil)
 	if err != nil {
 		return Result{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/upsell-dev/upsell/app"
@@ -62,5 +63,71 @@ func sameAsTheLog(t *testing.T, b testBundle, res app.Result) {
 	}
 	if got, want := res.Quote.Preview(), fresh.Preview(); !reflect.DeepEqual(got, want) {
 		t.Errorf("decided on\n %+v\nthe log gives\n %+v", got, want)
+	}
+}
+
+// A decision on the kept quote that refuses, or changes nothing, may come
+// from a state the log has moved past: the command is decided again on the
+// log's.
+func TestKeptQuoteNeverRefusesOnStaleState(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	other := app.New(b.pool, app.WithClock(domain.FixedClock{T: now}))
+	m := app.Meta{Actor: alex}
+	id := b.open(t)
+	must(t)(b.svc.ChangeSeats(ctx, m, id, "EMAIL-SEC", 700)) // kept at version 2
+	must(t)(other.AddProduct(ctx, m, id, "AWARENESS", "12 Month", 700))
+	must(t)(other.ChangeSeats(ctx, m, id, "EMAIL-SEC", 710)) // version 4
+
+	// The kept quote has no AWARENESS to remove: a refusal, on stale state.
+	res, err := b.svc.RemoveProduct(ctx, m, id, "AWARENESS")
+	if err != nil {
+		t.Fatalf("remove a product another process added: %v", err)
+	}
+	if res.Version != 5 {
+		t.Errorf("version %d, want 5", res.Version)
+	}
+	// The kept quote has EMAIL-SEC at 700 already: a no-op, on stale state.
+	must(t)(other.ChangeSeats(ctx, m, id, "EMAIL-SEC", 720)) // version 6
+	if res, err = b.svc.ChangeSeats(ctx, m, id, "EMAIL-SEC", 720); err != nil || res.Version != 6 || len(res.Events) != 0 {
+		t.Errorf("a seat change to what the log has: version %d, %d events, err %v; want version 6, none, nil", res.Version, len(res.Events), err)
+	}
+	must(t)(other.ChangeSeats(ctx, m, id, "EMAIL-SEC", 700)) // version 7; b.svc keeps 6 at 720
+	res, err = b.svc.ChangeSeats(ctx, m, id, "EMAIL-SEC", 720)
+	if err != nil || res.Version != 8 || len(res.Events) != 1 {
+		t.Fatalf("seats back to 720: version %d, %d events, err %v; want version 8, one event, nil", res.Version, len(res.Events), err)
+	}
+	sameAsTheLog(t, b, res)
+}
+
+// No event is priced from a kept catalog the products have moved past: the
+// append's guard refuses it, and the command reads the catalog again.
+func TestKeptCatalogIsGuarded(t *testing.T) {
+	t.Parallel()
+	b := setupIn(t, "appcatalog")
+	ctx := context.Background()
+	m := app.Meta{Actor: alex}
+	id := b.open(t)
+	must(t)(b.svc.ChangeSeats(ctx, m, id, "EMAIL-SEC", 690)) // reads and keeps the catalog
+	if _, err := b.pool.Exec(ctx, `UPDATE products SET tiers = (
+    SELECT jsonb_agg(CASE WHEN t->>'term_type' = '12 Month' AND (t->>'min_seats')::int = 700
+                          THEN jsonb_set(t, '{unit_price}', '"3.10"') ELSE t END)
+    FROM jsonb_array_elements(tiers) AS t)
+WHERE code = 'EMAIL-SEC'`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.svc.ChangeSeats(ctx, m, id, "EMAIL-SEC", 700)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res.Quote.Preview().ChangesToExistingProducts {
+		if c.ProductCode == "EMAIL-SEC" && c.Quantity == 700 && c.UnitPrice.String() != "3.10" {
+			t.Errorf("700 seats priced at %s, want the catalog's new 3.10", c.UnitPrice)
+		}
+	}
+	stored := b.stream(t, id.String())
+	if last := string(stored[len(stored)-1].Data); !strings.Contains(last, `"3.10"`) {
+		t.Errorf("the recorded event is %s, want the price 3.10 in it", last)
 	}
 }

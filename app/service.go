@@ -161,6 +161,9 @@ func (s *Service) runQuote(ctx context.Context, m Meta, quoteID uuid.UUID,
 // (withCatalog): it comes with the quote's load, in the same round trip.
 func (s *Service) runQuoteWith(ctx context.Context, m Meta, quoteID uuid.UUID, withCatalog bool,
 	decide func(ctx context.Context, q *domain.ChangeQuote, cat *domain.Catalog) (also []pending, err error)) (Result, error) {
+	if res, done, err := s.onKept(ctx, m, quoteID, withCatalog, decide); done {
+		return res, err
+	}
 	for attempt := 0; ; attempt++ {
 		q, cat, err := s.quoteAndCatalog(ctx, m.Actor, quoteID, withCatalog)
 		if err != nil {
@@ -173,7 +176,7 @@ func (s *Service) runQuoteWith(ctx context.Context, m Meta, quoteID uuid.UUID, w
 		var events []eventstore.Event
 		if err == nil {
 			streams := append([]pending{{quoteID.String(), domain.StreamChangeQuote, q}}, also...)
-			events, err = s.append(ctx, m, streams, Result{QuoteID: quoteID, Version: q.Version(), Quote: q})
+			events, err = s.append(ctx, m, streams, Result{QuoteID: quoteID, Version: q.Version(), Quote: q}, nil)
 		}
 		if errors.Is(err, eventstore.ErrVersionConflict) {
 			if attempt == s.maxRetries {
@@ -196,9 +199,55 @@ func (s *Service) runQuoteWith(ctx context.Context, m Meta, quoteID uuid.UUID, w
 	}
 }
 
+// onKept runs a command on the quote (and catalog) kept in memory, reading
+// nothing first: the append, with its read models and COMMIT, is then the
+// command's only round trip. The kept state may be behind the log, so the
+// decision stands only if its append commits: the append's version check
+// refuses it when the quote moved on, and catalog.ExpectRevisionSQL when
+// the products changed. Any other outcome of a decision on kept state (a
+// refusal, a command that changes nothing, a conflict) may be an artefact
+// of stale state, so onKept reports it not done, and the command is decided
+// again on a fresh load. done is true when the command was carried out, or
+// failed for a reason a fresh load would not change (a database error, a
+// concurrent request's idempotency key).
+func (s *Service) onKept(ctx context.Context, m Meta, quoteID uuid.UUID, withCatalog bool,
+	decide func(ctx context.Context, q *domain.ChangeQuote, cat *domain.Catalog) ([]pending, error)) (res Result, done bool, err error) {
+	q := s.quotes.get(quoteID)
+	if q == nil || q.MSPID() != m.Actor.MSPID || (m.ExpectedVersion != nil && *m.ExpectedVersion != q.Version()) {
+		return Result{}, false, nil
+	}
+	var cat *domain.Catalog
+	var guard func(b *pgx.Batch)
+	if withCatalog {
+		var revision int64
+		if cat, revision = s.catalogs.Kept(); cat == nil {
+			return Result{}, false, nil
+		}
+		guard = func(b *pgx.Batch) { b.Queue(catalog.ExpectRevisionSQL, revision) }
+	}
+	also, err := decide(ctx, q, cat)
+	if err != nil || len(q.Changes()) == 0 {
+		return Result{}, false, nil
+	}
+	streams := append([]pending{{quoteID.String(), domain.StreamChangeQuote, q}}, also...)
+	events, err := s.append(ctx, m, streams, Result{QuoteID: quoteID, Version: q.Version(), Quote: q}, guard)
+	switch {
+	case errors.Is(err, eventstore.ErrVersionConflict) || catalog.RevisionMoved(err):
+		return Result{}, false, nil
+	case err != nil:
+		return Result{}, true, err
+	}
+	s.quotes.put(q)
+	return Result{QuoteID: quoteID, Version: q.Version(), Events: events, Quote: q}, true, nil
+}
+
 // append stores the aggregates' new events, all or none, each stream at the
 // version it was loaded at, with the command's metadata.
-func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Result) ([]eventstore.Event, error) {
+//
+// guard, when set, queues statements that must hold for the decision to
+// stand (catalog.ExpectRevisionSQL); they run in the append's transaction
+// before anything else is written, and a failure rolls it back.
+func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Result, guard func(b *pgx.Batch)) ([]eventstore.Event, error) {
 	commandID := s.newID().String()
 	md := eventstore.Metadata{
 		MSPID: m.Actor.MSPID, UserID: m.Actor.UserID,
@@ -229,7 +278,7 @@ func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Res
 	if len(appends) == 0 {
 		return nil, nil
 	}
-	if len(s.hooks) == 0 && len(s.batchHooks) == 0 && m.InBatch == nil {
+	if len(s.hooks) == 0 && len(s.batchHooks) == 0 && m.InBatch == nil && guard == nil {
 		return s.store.Append(ctx, appends...)
 	}
 	// The hooks learn the aggregates as the events leave them (After), so
@@ -240,6 +289,9 @@ func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Res
 	}
 	ctx = context.WithValue(ctx, afterKey{}, after)
 	queue := func(b *pgx.Batch, events []eventstore.Event) error {
+		if guard != nil {
+			guard(b)
+		}
 		for _, h := range s.batchHooks {
 			if err := h(ctx, b, events); err != nil {
 				return err

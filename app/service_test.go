@@ -37,7 +37,14 @@ type testBundle struct {
 // without moving each other's baselines.
 func setup(t *testing.T, opts ...app.Option) testBundle {
 	t.Helper()
-	pool := testdb.Pool(t, "app")
+	return setupIn(t, "app", opts...)
+}
+
+// setupIn is setup in the database upsell_test_<db>, for a test that
+// changes what the others share (the catalog).
+func setupIn(t *testing.T, db string, opts ...app.Option) testBundle {
+	t.Helper()
+	pool := testdb.Pool(t, db)
 	raw, err := os.ReadFile("../fixtures/import-example.json")
 	if err != nil {
 		t.Fatal(err)

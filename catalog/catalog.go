@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/upsell-dev/upsell/domain"
 )
@@ -69,6 +70,22 @@ func Load(ctx context.Context, q Querier) (*domain.Catalog, error) {
 // and give the result to Cache.At.
 const RevisionSQL = `SELECT revision FROM catalog_revision`
 
+// ExpectRevisionSQL fails, with an error RevisionMoved reports, unless
+// the catalog is at revision $1 (migration 012). Queued with an append
+// whose decision priced from Cache.Kept, it stops the commit when the
+// products changed since.
+const ExpectRevisionSQL = `SELECT upsell_expect_catalog_revision($1)`
+
+// revisionMoved is upsell_expect_catalog_revision's SQLSTATE.
+const revisionMoved = "UP412"
+
+// RevisionMoved reports whether err is (or wraps) the failure of
+// ExpectRevisionSQL: the catalog moved past the expected revision.
+func RevisionMoved(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == revisionMoved
+}
+
 // Cache keeps the validated catalog in memory with the revision it was read
 // at, so that a command reads and validates the products only after they
 // changed. It is safe for concurrent use; the catalogs it returns are
@@ -100,6 +117,15 @@ func (c *Cache) At(ctx context.Context, q RevisionQuerier, revision int64) (*dom
 	}
 	c.mu.Unlock()
 	return cat, nil
+}
+
+// Kept returns the catalog kept and its revision, or nil before one was
+// read. It may be behind the database: a decision priced from it must be
+// guarded by ExpectRevisionSQL.
+func (c *Cache) Kept() (*domain.Catalog, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.catalog, c.revision
 }
 
 // RevisionQuerier is a Querier that also reads single rows.
