@@ -245,36 +245,47 @@ func (AcknowledgementsGiven) EventType() string { return "AcknowledgementsGiven"
 func (OrderSubmitted) EventType() string        { return "OrderSubmitted" }
 
 // eventKind describes one event type of the contract: its current schema
-// version and how to decode its data.
+// version and how to decode its data of that version: fast, the
+// hand-written decoder (fastjson.go), which may decline, and decode,
+// encoding/json, which decides whatever fast declines.
 type eventKind struct {
 	name          string
 	schemaVersion int
+	fast          func(data []byte) (Event, bool)
 	decode        func(data []byte) (Event, error)
 }
 
-func kindOf[T Event](schemaVersion int) eventKind {
+func kindOf[T Event](schemaVersion int, read func(*fastDec, *T)) eventKind {
 	var zero T
-	return eventKind{zero.EventType(), schemaVersion, func(data []byte) (Event, error) {
-		var v T
-		err := json.Unmarshal(data, &v)
-		return v, err
-	}}
+	return eventKind{zero.EventType(), schemaVersion,
+		func(data []byte) (Event, bool) {
+			v, ok := decodeFast(data, read)
+			if !ok {
+				return nil, false
+			}
+			return v, true
+		},
+		func(data []byte) (Event, error) {
+			var v T
+			err := json.Unmarshal(data, &v)
+			return v, err
+		}}
 }
 
 var eventKinds = func() map[string]eventKind {
 	m := map[string]eventKind{}
 	for _, k := range []eventKind{
-		kindOf[CustomerOnboarded](1),
-		kindOf[SubscriptionAmended](1),
-		kindOf[ChangeQuoteOpened](1),
-		kindOf[ProductAdded](1),
-		kindOf[ProductRemoved](1),
-		kindOf[SeatsChanged](1),
-		kindOf[QuoteSaved](1),
-		kindOf[QuoteCancelled](1),
-		kindOf[OrderReviewed](1),
-		kindOf[AcknowledgementsGiven](1),
-		kindOf[OrderSubmitted](2),
+		kindOf(1, readCustomerOnboarded),
+		kindOf(1, readSubscriptionAmended),
+		kindOf(1, readChangeQuoteOpened),
+		kindOf(1, readProductAdded),
+		kindOf(1, readProductRemoved),
+		kindOf(1, readSeatsChanged),
+		kindOf(1, readQuoteSaved),
+		kindOf(1, readQuoteCancelled),
+		kindOf(1, readOrderReviewed),
+		kindOf(1, readAcknowledgementsGiven),
+		kindOf(2, readOrderSubmitted),
 	} {
 		m[k.name] = k
 	}
@@ -311,11 +322,23 @@ func EncodeEvent(e Event) (eventType string, schemaVersion int, data []byte, err
 // *UnsupportedSchemaError: silently dropping a fact would corrupt every
 // state built on it.
 func DecodeEvent(eventType string, schemaVersion int, data []byte) (Event, error) {
+	return decodeEvent(eventType, schemaVersion, data, true)
+}
+
+// decodeEvent is DecodeEvent, with the hand-written decoder tried first or
+// not at all (the tests compare the two).
+func decodeEvent(eventType string, schemaVersion int, data []byte, fast bool) (Event, error) {
 	_, current, err := Upcast(eventType, schemaVersion, data)
 	if err != nil {
 		return nil, err
 	}
-	e, err := eventKinds[eventType].decode(current)
+	k := eventKinds[eventType]
+	if fast {
+		if e, ok := k.fast(current); ok {
+			return e, nil
+		}
+	}
+	e, err := k.decode(current)
 	if err != nil {
 		return nil, fmt.Errorf("decode %s (schema version %d): %w", eventType, schemaVersion, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/shopspring/decimal"
 )
@@ -57,10 +58,43 @@ func (m Money) Decimal() decimal.Decimal { return m.d }
 
 // String prints the amount with its scale: "2240.00", "-2216.50".
 func (m Money) String() string {
-	if m.d.Exponent() < 0 {
-		return m.d.StringFixed(-m.d.Exponent())
+	var buf [24]byte
+	return string(m.appendText(buf[:0]))
+}
+
+// appendText appends the amount as String prints it. Amounts whose
+// coefficient has at most 18 digits (all that money is) are written from
+// the coefficient as an int64, without the allocations of the decimal's
+// own formatting, which the others use.
+func (m Money) appendText(b []byte) []byte {
+	exp := m.d.Exponent()
+	if exp > 0 || exp < -18 || m.d.NumDigits() > 18 {
+		if exp < 0 {
+			return append(b, m.d.StringFixed(-exp)...)
+		}
+		return append(b, m.d.String()...)
 	}
-	return m.d.String()
+	c := m.d.CoefficientInt64()
+	if c < 0 {
+		b = append(b, '-')
+		c = -c
+	}
+	if exp == 0 {
+		return strconv.AppendInt(b, c, 10)
+	}
+	var buf [20]byte
+	digits := strconv.AppendInt(buf[:0], c, 10)
+	places := int(-exp)
+	if len(digits) > places {
+		b = append(b, digits[:len(digits)-places]...)
+		b = append(b, '.')
+		return append(b, digits[len(digits)-places:]...)
+	}
+	b = append(b, '0', '.')
+	for range places - len(digits) {
+		b = append(b, '0')
+	}
+	return append(b, digits...)
 }
 
 // Add returns m + o.
@@ -98,11 +132,7 @@ func Payment(quantity int, unitPrice Money, currency string) Money {
 // MarshalJSON writes the amount as a JSON string.
 func (m Money) MarshalJSON() ([]byte, error) {
 	// A decimal's text is digits, a sign and a point: nothing to escape.
-	s := m.String()
-	b := make([]byte, 0, len(s)+2)
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"'), nil
+	return appendMoneyJSON(make([]byte, 0, 16), m), nil
 }
 
 // UnmarshalJSON reads a JSON string (or, leniently, a JSON number).

@@ -272,11 +272,58 @@ LIMIT $3`, after.TransactionID, after.Position, limit)
 	events := make([]Event, 0, limit)
 	var e Event
 	e.StreamType = streamType
-	_, err = pgx.ForEachRow(rows, []any{&e.Position, &e.ID, &e.StreamID, &e.Version, &e.TransactionID, &e.Type,
-		&e.SchemaVersion, (*[]byte)(&e.Data), &e.RecordedAt}, func() error {
-		events = append(events, e)
-		return nil
-	})
+	// The text columns (stream_id, event_type, data) are taken from the
+	// row's raw text, when it comes as text, rather than scanned: the
+	// event types are a handful of strings, made once per batch, and the
+	// data of the whole batch goes into a few large buffers, instead of an
+	// allocation each. The other columns are scanned as usual. The formats
+	// are known once the first row has come.
+	scans := []any{&e.Position, &e.ID, &e.StreamID, &e.Version, &e.TransactionID, &e.Type,
+		&e.SchemaVersion, (*[]byte)(&e.Data), &e.RecordedAt}
+	raw, first := false, true
+	types := map[string]string{}
+	var arena []byte
+	err = func() error {
+		defer rows.Close()
+		for rows.Next() {
+			if first {
+				first = false
+				fields := rows.FieldDescriptions()
+				raw = len(fields) == len(scans)
+				for _, i := range []int{2, 5, 7} {
+					raw = raw && fields[i].Format == pgx.TextFormatCode
+				}
+				if raw {
+					scans[2], scans[5], scans[7] = nil, nil, nil
+				}
+			}
+			if err := rows.Scan(scans...); err != nil {
+				return err
+			}
+			if raw {
+				values := rows.RawValues()
+				if values[2] == nil || values[5] == nil || values[7] == nil {
+					return fmt.Errorf("event %s: a null stream_id, event_type or data", e.ID)
+				}
+				e.StreamID = string(values[2])
+				t, ok := types[string(values[5])]
+				if !ok {
+					t = string(values[5])
+					types[t] = t
+				}
+				e.Type = t
+				data := values[7]
+				if cap(arena)-len(arena) < len(data) {
+					arena = make([]byte, 0, max(1<<20, len(data)))
+				}
+				start := len(arena)
+				arena = append(arena, data...)
+				e.Data = arena[start:len(arena):len(arena)]
+			}
+			events = append(events, e)
+		}
+		return rows.Err()
+	}()
 	if err != nil {
 		return nil, after, fmt.Errorf("eventstore: read log after %s: %w", after, err)
 	}

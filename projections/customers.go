@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -32,22 +31,30 @@ func (Customers) Apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, eve
 func (Customers) rows() rowsOf { return customerRows }
 
 // customerRows is a customer's row of customer_views.
-var customerRows = &streamRows[*domain.Customer]{
+var customerRows = withRow(&streamRows[*domain.Customer]{
 	streamType: domain.StreamCustomer,
 	columns: []string{"customer_id", "msp_id", "name", "sort_name", "initial", "currency", "total_users",
 		"monthly_total", "version", "lines"},
-	key:    "customer_id",
-	replay: domain.ReplayCustomer,
-	row: func(c *domain.Customer, _ eventstore.Event) ([]any, error) {
-		linesJSON, err := json.Marshal(c.PricedLines())
-		if err != nil {
-			return nil, err
-		}
-		// Lower-cased in Go, not by SQL's lower(), which depends on the
-		// database's locale ("É" stays "É" in a C-locale database).
-		return []any{c.ID(), c.MSPID(), c.Name(), strings.ToLower(c.Name()), Initial(c.Name()), c.Currency(),
-			c.TotalUsers(), c.MonthlyTotal().String(), c.Version(), linesJSON}, nil
-	},
+	key:     "customer_id",
+	replay:  domain.ReplayCustomer,
+	rowInto: customerRow,
+})
+
+// customerRow makes a customer's row; the lines' JSON (what json.Marshal
+// makes of them) is appended to *buf.
+func customerRow(buf *[]byte, c *domain.Customer, _ eventstore.Event) ([]any, error) {
+	b := *buf
+	start := len(b)
+	b, err := domain.AppendPricedLinesJSON(b, c.PricedLines())
+	if err != nil {
+		return nil, err
+	}
+	*buf = b
+	linesJSON := b[start:len(b):len(b)]
+	// Lower-cased in Go, not by SQL's lower(), which depends on the
+	// database's locale ("É" stays "É" in a C-locale database).
+	return []any{c.ID(), c.MSPID(), c.Name(), strings.ToLower(c.Name()), Initial(c.Name()), c.Currency(),
+		c.TotalUsers(), c.MonthlyTotal().String(), c.Version(), linesJSON}, nil
 }
 
 // Initial is the letter a name is filed under: its first letter without

@@ -123,7 +123,20 @@ type streamRows[A aggregate] struct {
 	columns    []string // the row's columns, in the order row gives them
 	key        string   // the column that identifies a stream's row
 	replay     func(A, []domain.Event) (A, error)
-	row        func(agg A, last eventstore.Event) ([]any, error)
+	// rowInto makes the stream's row, appending the bytes of its JSON
+	// columns to *buf, which a rebuild reuses for many rows (the row's
+	// values refer to them); row is rowInto with a buffer of its own.
+	rowInto func(buf *[]byte, agg A, last eventstore.Event) ([]any, error)
+	row     func(agg A, last eventstore.Event) ([]any, error)
+}
+
+// withRow sets r.row from r.rowInto.
+func withRow[A aggregate](r *streamRows[A]) *streamRows[A] {
+	r.row = func(agg A, last eventstore.Event) ([]any, error) {
+		var buf []byte
+		return r.rowInto(&buf, agg, last)
+	}
+	return r
 }
 
 // upsertSQL writes a row unless the table holds the stream at that version
@@ -252,8 +265,11 @@ func (f *fold[A]) copy(ctx context.Context, conn *pgx.Conn, table pgx.Identifier
 			go func() {
 				streams := f.order[i*chunkSize : min((i+1)*chunkSize, len(f.order))]
 				c := chunk{rows: make([][]any, len(streams))}
+				// The chunk's JSON goes into one buffer: a few
+				// allocations per chunk instead of some per row.
+				buf := make([]byte, 0, 512<<10)
 				for j, s := range streams {
-					if c.rows[j], c.err = f.rows.row(s.agg, eventstore.Event{StreamID: s.id, Version: s.version, RecordedAt: s.at}); c.err != nil {
+					if c.rows[j], c.err = f.rows.rowInto(&buf, s.agg, eventstore.Event{StreamID: s.id, Version: s.version, RecordedAt: s.at}); c.err != nil {
 						c.err = fmt.Errorf("project %s %s: %w", f.rows.streamType, s.id, c.err)
 						break
 					}

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
 	"github.com/jackc/pgx/v5"
@@ -26,28 +25,38 @@ func (Quotes) Apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, events
 func (Quotes) rows() rowsOf { return quoteRows }
 
 // quoteRows is a quote's row of quote_views.
-var quoteRows = &streamRows[*domain.ChangeQuote]{
+var quoteRows = withRow(&streamRows[*domain.ChangeQuote]{
 	streamType: domain.StreamChangeQuote,
 	columns: []string{"quote_id", "msp_id", "customer_id", "status", "version", "updated_at",
 		"new_monthly_total", "preview", "summary"},
-	key:    "quote_id",
-	replay: domain.ReplayChangeQuote,
-	row: func(q *domain.ChangeQuote, last eventstore.Event) ([]any, error) {
-		preview := q.Preview()
-		previewJSON, err := json.Marshal(preview)
-		if err != nil {
+	key:     "quote_id",
+	replay:  domain.ReplayChangeQuote,
+	rowInto: quoteRow,
+})
+
+// quoteRow makes a quote's row; the preview's and the summary's JSON (what
+// json.Marshal makes of them) are appended to *buf.
+func quoteRow(buf *[]byte, q *domain.ChangeQuote, last eventstore.Event) ([]any, error) {
+	preview := q.Preview()
+	b := *buf
+	start := len(b)
+	b, err := preview.AppendJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	previewJSON := b[start:len(b):len(b)]
+	var summaryJSON []byte // SQL null while not reviewed
+	switch summary, err := q.Summary(); {
+	case err == nil:
+		start = len(b)
+		if b, err = summary.AppendJSON(b); err != nil {
 			return nil, err
 		}
-		var summaryJSON []byte // SQL null while not reviewed
-		switch summary, err := q.Summary(); {
-		case err == nil:
-			if summaryJSON, err = json.Marshal(summary); err != nil {
-				return nil, err
-			}
-		case !errors.Is(err, domain.ErrNotReviewed):
-			return nil, err
-		}
-		return []any{q.ID(), q.MSPID(), q.CustomerID(), q.Status().String(), last.Version, last.RecordedAt,
-			preview.NewMonthlyTotal.String(), previewJSON, summaryJSON}, nil
-	},
+		summaryJSON = b[start:len(b):len(b)]
+	case !errors.Is(err, domain.ErrNotReviewed):
+		return nil, err
+	}
+	*buf = b
+	return []any{q.ID(), q.MSPID(), q.CustomerID(), q.Status().String(), last.Version, last.RecordedAt,
+		preview.NewMonthlyTotal.String(), previewJSON, summaryJSON}, nil
 }

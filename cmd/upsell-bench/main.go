@@ -6,7 +6,7 @@
 //	    (internal/benchtools.SeedLog), progress on stderr
 //	upsell-bench rebuild-profile --cpuprofile FILE [NAME]
 //	    rebuild every read model (or NAME) as `upsell rebuild` does
-//	    (projections.Rebuild), under a CPU profile
+//	    (projections.Rebuild, the projections at once), under a CPU profile
 //	upsell-bench freeport
 //	    print a free TCP port on 127.0.0.1
 package main
@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 	"time"
 
@@ -157,14 +158,24 @@ func rebuildProfile(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer pprof.StopCPUProfile()
-	for _, p := range todo {
-		start := time.Now()
-		var events int64
-		if err := projections.Rebuild(ctx, pool, p, func(done, _ int64) { events = done }); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "rebuild %s: %d events in %s, %.0f events/s\n", p.Name(), events,
-			time.Since(start).Round(time.Millisecond), float64(events)/time.Since(start).Seconds())
+	// At once, as `upsell rebuild` runs them.
+	reports := make([]string, len(todo))
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i, p := range todo {
+		wg.Go(func() {
+			start := time.Now()
+			var events int64
+			if errs[i] = projections.Rebuild(ctx, pool, p, func(done, _ int64) { events = done }); errs[i] != nil {
+				return
+			}
+			reports[i] = fmt.Sprintf("rebuild %s: %d events in %s, %.0f events/s\n", p.Name(), events,
+				time.Since(start).Round(time.Millisecond), float64(events)/time.Since(start).Seconds())
+		})
 	}
-	return nil
+	wg.Wait()
+	for _, r := range reports {
+		fmt.Fprint(stdout, r)
+	}
+	return errors.Join(errs...)
 }

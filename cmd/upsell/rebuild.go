@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/upsell-dev/upsell/projections"
@@ -31,14 +33,61 @@ func cmdRebuild(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range todo {
-		bar := newProgressBar(c.stdout, p.Name(), isTerminal(c.stdout), time.Now)
-		if err := projections.Rebuild(ctx, pool, p, bar.update); err != nil {
-			return err
-		}
-		bar.finish()
+	// The projections are rebuilt at once, each on its own connection:
+	// each reads the log of its own stream type, and one after the other
+	// they read the log's pages twice in a row, with PostgreSQL (one
+	// backend per rebuild) the bottleneck of each. The output stays one
+	// projection after the other: the first one's progress is shown as it
+	// goes, the others' is kept and shown once those before are done. The
+	// first error cancels the others.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var failed sync.Once
+	var cause error // the first failure, not the cancellations it caused
+	fail := func(err error) {
+		failed.Do(func() { cause = err })
+		cancel()
 	}
-	return nil
+	type running struct {
+		out  *bytes.Buffer // nil: writes to stdout as it goes
+		ok   bool
+		done chan struct{}
+	}
+	runs := make([]*running, len(todo))
+	for i, p := range todo {
+		r := &running{done: make(chan struct{})}
+		runs[i] = r
+		w, tty := c.stdout, isTerminal(c.stdout)
+		if i > 0 {
+			r.out = new(bytes.Buffer)
+			w, tty = r.out, false
+		}
+		bar := newProgressBar(w, p.Name(), tty, time.Now)
+		go func() {
+			defer close(r.done)
+			if err := projections.Rebuild(ctx, pool, p, bar.update); err != nil {
+				fail(err)
+				return
+			}
+			bar.finish()
+			r.ok = true
+		}()
+	}
+	shown := true // every projection before this one is done and shown
+	for _, r := range runs {
+		<-r.done
+		if !shown || !r.ok {
+			shown = false
+			continue
+		}
+		if r.out != nil {
+			if _, err := c.stdout.Write(r.out.Bytes()); err != nil {
+				fail(err)
+				shown = false
+			}
+		}
+	}
+	return cause
 }
 
 // isTerminal reports whether w is a character device (a terminal), where
