@@ -118,7 +118,7 @@ func (t Transport) Publisher(ctx context.Context, pool *pgxpool.Pool, log *slog.
 		}
 		db := stdlib.OpenDBFromPool(pool)
 		pub, err := wsql.NewPublisher(boundedExec{db, ctx, PublishTimeout},
-			wsql.PublisherConfig{SchemaAdapter: wsql.DefaultPostgreSQLSchema{}}, logger)
+			wsql.PublisherConfig{SchemaAdapter: topicSchema{}}, logger)
 		if err != nil {
 			_ = db.Close()
 			return nil, nil, fmt.Errorf("open the SQL publisher: %w", err)
