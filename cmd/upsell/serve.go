@@ -38,11 +38,15 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	pprofAddr := fs.String("pprof", "", "also serve net/http/pprof on `host:port` (e.g. 127.0.0.1:6060; keep it private)")
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second allowed to one API key (429 beyond it); 0: no limit")
 	requestTimeout := fs.Duration("request-timeout", handlers.DefaultRequestTimeout, "bound on one request's work, its database calls included")
+	quoteCache := fs.Int("quote-cache", app.DefaultQuoteCache, "change quotes kept in memory between commands (a few KB each); 0: none, every command reads its quote's events")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"serve takes no arguments"}
+	}
+	if *quoteCache < 0 {
+		return usageError{fmt.Sprintf("--quote-cache %d: must be 0 (none) or more", *quoteCache)}
 	}
 	if *rateLimit < 0 {
 		return usageError{fmt.Sprintf("--rate-limit %v: must be 0 (no limit) or more", *rateLimit)}
@@ -87,7 +91,7 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	// of every change to users (migration 009), from the database when not.
 	keys := handlers.NewKeyCache(pool, c.log)
 	api := handlers.New(handlers.Config{
-		Pool: pool, App: newService(pool), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
+		Pool: pool, App: newService(pool, app.WithQuoteCache(*quoteCache)), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
 		Ready:     func(ctx context.Context) error { return ready(ctx, pool) },
 		RateLimit: *rateLimit, RequestTimeout: *requestTimeout, Keys: keys,
 	})
