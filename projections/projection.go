@@ -99,19 +99,75 @@ type aggregate interface {
 
 // stateOf returns the aggregate as the stream's last event in the batch
 // leaves it. In a command's append transaction that is the command's own
-// aggregate (app.After), so nothing is read or decoded; otherwise the
-// stream's history is replayed (see history).
+// aggregate (app.After), so nothing is read or decoded. In a rebuild's
+// catch-up it is the aggregate its fold left (a keeper in ctx), advanced
+// by the batch's events when it stands just before them. Otherwise the
+// stream's history is replayed (see history), and a keeper keeps the
+// result for the next batch.
 func stateOf[A aggregate](ctx context.Context, tx pgx.Tx, s *streamEvents, replay func(A, []domain.Event) (A, error)) (A, error) {
 	last := s.events[len(s.events)-1]
 	if a, ok := app.After(ctx, s.id).(A); ok && a != nil && a.Version() == last.Version {
 		return a, nil
 	}
 	var zero A
+	k, _ := ctx.Value(keeperKey{}).(keeper)
+	if k != nil {
+		// Taken out while it changes: should replaying fail, or the
+		// batch's transaction roll back, no half-advanced aggregate is
+		// left for a later batch under its old version.
+		if kept, version, ok := k.take(s.id); ok {
+			if a, ok := kept.(A); ok && a != nil && version == s.events[0].Version-1 {
+				history, err := app.DecodeEvents(s.events)
+				if err != nil {
+					return zero, err
+				}
+				if a, err = replay(a, history); err != nil {
+					return zero, err
+				}
+				k.keep(s.id, a, last.Version)
+				return a, nil
+			}
+		}
+	}
 	history, err := s.history(ctx, tx)
 	if err != nil {
 		return zero, err
 	}
-	return replay(zero, history)
+	a, err := replay(zero, history)
+	if err == nil && k != nil {
+		k.keep(s.id, a, last.Version)
+	}
+	return a, err
+}
+
+// keeperKey carries a keeper in a rebuild's catch-up.
+type keeperKey struct{}
+
+// keeper holds the aggregates a rebuild's fold left, by stream, so that
+// its catch-up (which applies what was appended during the fold, a batch
+// at a time) advances each stream from where the fold left it instead of
+// loading and replaying its whole history for every batch: a stream that
+// writers keep growing during a rebuild would make that quadratic.
+type keeper interface {
+	// take removes and returns the stream's aggregate and its version.
+	take(id string) (agg any, version int64, ok bool)
+	// keep stores the stream's aggregate at version.
+	keep(id string, agg any, version int64)
+}
+
+func (f *fold[A]) take(id string) (any, int64, bool) {
+	s := f.streams[id]
+	if s == nil {
+		return nil, 0, false
+	}
+	delete(f.streams, id)
+	return s.agg, s.version, true
+}
+
+func (f *fold[A]) keep(id string, agg any, version int64) {
+	if a, ok := agg.(A); ok {
+		f.streams[id] = &folded[A]{id: id, agg: a, version: version}
+	}
 }
 
 // streamRows is a read model with one row per stream of a type, a function

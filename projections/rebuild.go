@@ -77,7 +77,8 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, p Projection, progress Pro
 	// session a moment later, and a rebuild run right after this one
 	// returns must not find the lock still held.
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, "upsell.rebuild."+p.Name())
-	r := &rebuild{conn: conn, p: p, beside: pgx.Identifier{rebuildSchema, p.Table()}}
+	r := &rebuild{pool: pool, conn: conn, p: p, beside: pgx.Identifier{rebuildSchema, p.Table()}}
+	_, r.folds = p.(interface{ rows() rowsOf })
 	if err := conn.QueryRow(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 		return fmt.Errorf("rebuild %s: find table %s (are the migrations applied?): %w", p.Name(), p.Table(), err)
@@ -123,12 +124,19 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 	}
 	if rp, ok := p.(interface{ rows() rowsOf }); ok {
 		// The whole log so far, folded in memory and written with COPY;
-		// follow then applies what came after, row by row.
-		n, next, err := r.fold(ctx, rp.rows(), func(n int64) { progress(done+n, max(total, done+n)) })
+		// follow then applies what came after, row by row, advancing the
+		// fold's aggregates (see keeper).
+		n, next, f, err := r.fold(ctx, rp.rows(), func(n int64) { progress(done+n, max(total, done+n)) })
 		if err != nil {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 		}
 		done, at = done+n, next
+		if k, ok := f.(keeper); ok {
+			ctx = context.WithValue(ctx, keeperKey{}, k) // follow's and swap's
+		}
+		if err := r.addConstraints(ctx); err != nil {
+			return fmt.Errorf("rebuild %s: constrain %s: %w", p.Name(), r.beside.Sanitize(), err)
+		}
 	}
 	if err := follow(); err != nil {
 		return err
@@ -176,7 +184,7 @@ const FoldBatch = 20000
 //
 // The work is a pipeline of three stages (see below), so that PostgreSQL
 // and the CPUs here stay busy.
-func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (int64, eventstore.Cursor, error) {
+func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (int64, eventstore.Cursor, folder, error) {
 	type batch struct {
 		events  []eventstore.Event
 		decoded []domain.Event
@@ -188,9 +196,23 @@ func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (
 	// And without JIT: each batch's query is cheap to run and would be
 	// compiled anew (a fifth of a second each).
 	if _, err := r.conn.Exec(ctx, `SET enable_sort = off; SET jit = off`); err != nil {
-		return 0, eventstore.Cursor{}, err
+		return 0, eventstore.Cursor{}, nil, err
 	}
 	defer r.conn.Exec(context.WithoutCancel(ctx), `RESET enable_sort; RESET jit`)
+	// The rows are written by as many COPYs at once as there are CPUs
+	// here, up to two (see copyParts), the others on connections of their
+	// own: made now, so that a connection refused fails the rebuild before
+	// it reads the log. They are not the pool's, which the caller may have
+	// sized for itself.
+	copyConns := []*pgx.Conn{r.conn}
+	if runtime.GOMAXPROCS(0) > 1 {
+		extra, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig)
+		if err != nil {
+			return 0, eventstore.Cursor{}, nil, fmt.Errorf("connect for the COPY: %w", err)
+		}
+		defer extra.Close(context.WithoutCancel(ctx))
+		copyConns = append(copyConns, extra)
+	}
 	readCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	// Three stages, so that PostgreSQL and both CPUs here stay busy: the
@@ -251,18 +273,20 @@ func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (
 		}
 		if b.err != nil {
 			drain()
-			return done, at, b.err
+			return done, at, nil, b.err
 		}
 		done, at = done+int64(len(b.events)), b.next
 		progress(done)
 	}
 	if err := ctx.Err(); err != nil {
-		return done, at, err
+		return done, at, nil, err
 	}
-	if _, err := f.copy(ctx, r.conn, r.beside); err != nil {
-		return done, at, fmt.Errorf("copy the rows into %s: %w", r.beside.Sanitize(), err)
+	if _, err := f.(interface {
+		copyParts(context.Context, []*pgx.Conn, pgx.Identifier) (int64, error)
+	}).copyParts(ctx, copyConns, r.beside); err != nil {
+		return done, at, nil, fmt.Errorf("copy the rows into %s: %w", r.beside.Sanitize(), err)
 	}
-	return done, at, nil
+	return done, at, f, nil
 }
 
 // decodeAll decodes events into out[:len(events)], on every CPU.
@@ -293,11 +317,14 @@ func decodeAll(events []eventstore.Event, out []domain.Event) error {
 }
 
 type rebuild struct {
-	conn         *pgx.Conn
-	p            Projection
-	liveSchema   string
-	live, beside pgx.Identifier
-	indexDefs    []string
+	pool           *pgxpool.Pool
+	conn           *pgx.Conn
+	p              Projection
+	folds          bool // p's rows are folded in memory and copied (rowsOf)
+	liveSchema     string
+	live, beside   pgx.Identifier
+	constraintDefs []string // left to addConstraints when folds
+	indexDefs      []string
 }
 
 // indexOn matches pg_get_indexdef's "CREATE [UNIQUE] INDEX name ON
@@ -306,8 +333,9 @@ var indexOn = regexp.MustCompile(`^(CREATE (?:UNIQUE )?INDEX \S+ ON )(?:ONLY )?\
 
 // create makes the table beside the live one: its columns, defaults and
 // checks, its primary key and unique constraints under their live names
-// (upserts need them while building), and its grants. The other indexes are
-// made after the build, when it is cheaper.
+// (upserts need them while building; after the fold's COPY when the
+// projection folds), and its grants. The other indexes are made after the
+// build, when it is cheaper.
 func (r *rebuild) create(ctx context.Context) error {
 	for _, schema := range []string{rebuildSchema, retiredSchema} {
 		// Two rebuilds of different projections may create a schema at
@@ -332,7 +360,15 @@ FROM pg_constraint WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x') 
 	if err != nil {
 		return err
 	}
-	stmts = append(stmts, constraints...)
+	// A fold writes every row with COPY before anything upserts: its
+	// constraints are made after that, an index built from the rows at
+	// once being cheaper than one kept up row by row (0.3 s of the server's
+	// CPU for 86,000 quotes).
+	if r.folds {
+		r.constraintDefs = constraints
+	} else {
+		stmts = append(stmts, constraints...)
+	}
 	// The live table's owner, storage options and grants: the swap must not
 	// take the table away from the role the service runs as.
 	rows, err = r.conn.Query(ctx, `SELECT format('ALTER TABLE %s OWNER TO %I', $2::text, pg_get_userbyid(relowner))
@@ -373,6 +409,16 @@ ORDER BY i.indexrelid`, r.live.Sanitize())
 	for _, stmt := range stmts {
 		if _, err := r.conn.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("%s: %w", stmt, err)
+		}
+	}
+	return nil
+}
+
+// addConstraints makes the constraints create left for after the fold.
+func (r *rebuild) addConstraints(ctx context.Context) error {
+	for _, def := range r.constraintDefs {
+		if _, err := r.conn.Exec(ctx, def); err != nil {
+			return fmt.Errorf("%s: %w", def, err)
 		}
 	}
 	return nil
