@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/upsell-dev/upsell/internal/jsontext"
 )
 
 // The read models store the views (Preview, Summary, a customer's priced
@@ -22,15 +23,15 @@ func (p Preview) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"quote_id":`...)
 	b = appendUUID(b, p.QuoteID)
 	b = append(b, `,"customer":{"id":`...)
-	b = appendJSONString(b, p.Customer.ID)
+	b = jsontext.AppendString(b, p.Customer.ID)
 	b = append(b, `,"name":`...)
-	b = appendJSONString(b, p.Customer.Name)
+	b = jsontext.AppendString(b, p.Customer.Name)
 	b = append(b, `},"status":`...)
-	b = appendJSONString(b, p.Status.s)
+	b = jsontext.AppendString(b, p.Status.s)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, p.Version, 10)
 	b = append(b, `,"currency":`...)
-	b = appendJSONString(b, p.Currency)
+	b = jsontext.AppendString(b, p.Currency)
 	b = append(b, `,"added_products":`...)
 	b = appendPricedLines(b, p.AddedProducts)
 	b = append(b, `,"current_products":`...)
@@ -45,11 +46,11 @@ func (p Preview) AppendJSON(b []byte) ([]byte, error) {
 				b = append(b, ',')
 			}
 			b = append(b, `{"product_code":`...)
-			b = appendJSONString(b, l.ProductCode)
+			b = jsontext.AppendString(b, l.ProductCode)
 			b = append(b, `,"product_name":`...)
-			b = appendJSONString(b, l.ProductName)
+			b = jsontext.AppendString(b, l.ProductName)
 			b = append(b, `,"term_type":`...)
-			b = appendJSONString(b, l.TermType)
+			b = jsontext.AppendString(b, l.TermType)
 			b = append(b, `,"quantity":`...)
 			b = strconv.AppendInt(b, int64(l.Quantity), 10)
 			b = append(b, `,"unit_price":`...)
@@ -75,17 +76,17 @@ func (s Summary) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"quote_id":`...)
 	b = appendUUID(b, s.QuoteID)
 	b = append(b, `,"status":`...)
-	b = appendJSONString(b, s.Status.s)
+	b = jsontext.AppendString(b, s.Status.s)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, s.Version, 10)
 	b = append(b, `,"currency":`...)
-	b = appendJSONString(b, s.Currency)
+	b = jsontext.AppendString(b, s.Currency)
 	b = append(b, `,"msp":{"id":`...)
-	b = appendJSONString(b, s.MSP.ID)
+	b = jsontext.AppendString(b, s.MSP.ID)
 	b = append(b, `,"name":`...)
-	b = appendJSONString(b, s.MSP.Name)
+	b = jsontext.AppendString(b, s.MSP.Name)
 	b = append(b, `},"company_name":`...)
-	b = appendJSONString(b, s.CompanyName)
+	b = jsontext.AppendString(b, s.CompanyName)
 	b = append(b, `,"total_users":`...)
 	b = strconv.AppendInt(b, int64(s.TotalUsers), 10)
 	b = append(b, `,"lines":`...)
@@ -98,11 +99,11 @@ func (s Summary) AppendJSON(b []byte) ([]byte, error) {
 				b = append(b, ',')
 			}
 			b = append(b, `{"product_code":`...)
-			b = appendJSONString(b, l.ProductCode)
+			b = jsontext.AppendString(b, l.ProductCode)
 			b = append(b, `,"product":`...)
-			b = appendJSONString(b, l.Product)
+			b = jsontext.AppendString(b, l.Product)
 			b = append(b, `,"term_type":`...)
-			b = appendJSONString(b, l.TermType)
+			b = jsontext.AppendString(b, l.TermType)
 			b = append(b, `,"per_user":`...)
 			b = strconv.AppendBool(b, l.PerUser)
 			b = append(b, `,"prior_quantity":`...)
@@ -135,7 +136,7 @@ func (s Summary) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"authorized_to_order":`...)
 		b = strconv.AppendBool(b, a.AuthorizedToOrder)
 		b = append(b, `,"by":`...)
-		b = appendJSONString(b, a.By)
+		b = jsontext.AppendString(b, a.By)
 		b = append(b, `,"at":`...)
 		b, ok = appendTimeJSON(b, a.At)
 		b = append(b, '}')
@@ -172,11 +173,11 @@ func appendPricedLines(b []byte, lines []PricedLine) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"product_code":`...)
-		b = appendJSONString(b, l.ProductCode)
+		b = jsontext.AppendString(b, l.ProductCode)
 		b = append(b, `,"product_name":`...)
-		b = appendJSONString(b, l.ProductName)
+		b = jsontext.AppendString(b, l.ProductName)
 		b = append(b, `,"term_type":`...)
-		b = appendJSONString(b, l.TermType)
+		b = jsontext.AppendString(b, l.TermType)
 		b = append(b, `,"seats":`...)
 		b = strconv.AppendInt(b, int64(l.Seats), 10)
 		b = append(b, `,"unit_price":`...)
@@ -227,60 +228,5 @@ func appendUUID(b []byte, u uuid.UUID) []byte {
 func appendMoneyJSON(b []byte, m Money) []byte {
 	b = append(b, '"')
 	b = m.appendText(b)
-	return append(b, '"')
-}
-
-// appendJSONString appends s as encoding/json writes a string: with <, >
-// and & escaped for HTML, U+2028 and U+2029 escaped, and invalid UTF-8
-// replaced by U+FFFD (the same rules as encoding/json's appendString).
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
 	return append(b, '"')
 }
