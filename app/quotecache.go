@@ -78,16 +78,6 @@ func (c *quoteCache) put(q *domain.ChangeQuote) {
 	c.m[kept.ID()] = kept
 }
 
-// len is the number of quotes kept.
-func (c *quoteCache) len() int {
-	if c == nil {
-		return 0
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}
-
 // advance brings a cached quote of the actor's MSP up to date with the
 // events stored after it (none, usually). Another MSP's quote is not found,
 // as when it is loaded.

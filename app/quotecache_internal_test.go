@@ -9,6 +9,16 @@ import (
 	"github.com/upsell-dev/upsell/domain"
 )
 
+// len is the number of quotes kept.
+func (c *quoteCache) len() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
 func keptQuote(t *testing.T) *domain.ChangeQuote {
 	t.Helper()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)

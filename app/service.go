@@ -245,8 +245,9 @@ func (s *Service) onKept(ctx context.Context, m Meta, quoteID uuid.UUID, withCat
 // version it was loaded at, with the command's metadata.
 //
 // guard, when set, queues statements that must hold for the decision to
-// stand (catalog.ExpectRevisionSQL); they run in the append's transaction
-// before anything else is written, and a failure rolls it back.
+// stand (catalog.ExpectRevisionSQL); they run in the append's transaction,
+// after the inserts and before the hooks' writes, and a failure rolls it
+// back.
 func (s *Service) append(ctx context.Context, m Meta, streams []pending, res Result, guard func(b *pgx.Batch)) ([]eventstore.Event, error) {
 	commandID := s.newID().String()
 	md := eventstore.Metadata{

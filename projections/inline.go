@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -40,53 +39,19 @@ func InlineBatch(ctx context.Context, b *pgx.Batch, events []eventstore.Event) e
 	return queueRows(ctx, b, customerRows, customerInline(), events)
 }
 
-// inlineUpsert is a read model's version-guarded upsert into its live table
-// with the recorded-time column (if any) set to now(): that column's value
-// is dropped from the row's arguments.
-type inlineUpsert struct {
-	sql  string
-	skip int // the index of the row's value that now() replaces, or -1
-}
-
+// The inline upserts write the live tables, a quote's updated_at as now().
 var (
-	quoteInline    = sync.OnceValue(func() inlineUpsert { return newInlineUpsert(quoteRows, "quote_views", "updated_at") })
-	customerInline = sync.OnceValue(func() inlineUpsert { return newInlineUpsert(customerRows, "customer_views", "") })
+	quoteInline = sync.OnceValue(func() upsert {
+		return quoteRows.upsert(pgx.Identifier{Quotes{}.Table()}, "updated_at")
+	})
+	customerInline = sync.OnceValue(func() upsert {
+		return customerRows.upsert(pgx.Identifier{Customers{}.Table()}, "")
+	})
 )
-
-func newInlineUpsert[A aggregate](r *streamRows[A], table, nowColumn string) inlineUpsert {
-	u := inlineUpsert{skip: -1}
-	var cols, values, set strings.Builder
-	n := 0
-	for i, c := range r.columns {
-		if i > 0 {
-			cols.WriteString(", ")
-			values.WriteString(", ")
-		}
-		cols.WriteString(c)
-		if c == nowColumn {
-			u.skip = i
-			values.WriteString("now()")
-		} else {
-			n++
-			fmt.Fprintf(&values, "$%d", n)
-		}
-		if c != r.key {
-			if set.Len() > 0 {
-				set.WriteString(", ")
-			}
-			fmt.Fprintf(&set, "%s = EXCLUDED.%s", c, c)
-		}
-	}
-	u.sql = `INSERT INTO ` + pgx.Identifier{table}.Sanitize() + ` AS v (` + cols.String() + `)
-VALUES (` + values.String() + `)
-ON CONFLICT (` + r.key + `) DO UPDATE SET ` + set.String() + `
-WHERE v.version < EXCLUDED.version`
-	return u
-}
 
 // queueRows queues the upsert of the row of every stream of r's type that
 // events touch, made from the aggregate the command left.
-func queueRows[A aggregate](ctx context.Context, b *pgx.Batch, r *streamRows[A], u inlineUpsert, events []eventstore.Event) error {
+func queueRows[A aggregate](ctx context.Context, b *pgx.Batch, r *streamRows[A], u upsert, events []eventstore.Event) error {
 	for _, s := range byStream(events, r.streamType) {
 		last := s.events[len(s.events)-1]
 		agg, ok := app.After(ctx, s.id).(A)

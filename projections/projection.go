@@ -197,15 +197,33 @@ func withRow[A aggregate](r *streamRows[A]) *streamRows[A] {
 
 // upsertSQL writes a row unless the table holds the stream at that version
 // or a later one already: applying an event twice changes nothing.
-func (r *streamRows[A]) upsertSQL(table pgx.Identifier) string {
-	var cols, params, set strings.Builder
+func (r *streamRows[A]) upsertSQL(table pgx.Identifier) string { return r.upsert(table, "").sql }
+
+// upsert is an upsert statement of r's rows into table, and which value of
+// a row (skip, -1 for none) it leaves out: the nowColumn's, which it sets
+// to now() (the appending transaction's time, an event's recorded_at).
+type upsert struct {
+	sql  string
+	skip int
+}
+
+func (r *streamRows[A]) upsert(table pgx.Identifier, nowColumn string) upsert {
+	u := upsert{skip: -1}
+	var cols, values, set strings.Builder
+	n := 0
 	for i, c := range r.columns {
 		if i > 0 {
 			cols.WriteString(", ")
-			params.WriteString(", ")
+			values.WriteString(", ")
 		}
 		cols.WriteString(c)
-		fmt.Fprintf(&params, "$%d", i+1)
+		if c == nowColumn {
+			u.skip = i
+			values.WriteString("now()")
+		} else {
+			n++
+			fmt.Fprintf(&values, "$%d", n)
+		}
 		if c != r.key {
 			if set.Len() > 0 {
 				set.WriteString(", ")
@@ -213,10 +231,11 @@ func (r *streamRows[A]) upsertSQL(table pgx.Identifier) string {
 			fmt.Fprintf(&set, "%s = EXCLUDED.%s", c, c)
 		}
 	}
-	return `INSERT INTO ` + table.Sanitize() + ` AS v (` + cols.String() + `)
-VALUES (` + params.String() + `)
+	u.sql = `INSERT INTO ` + table.Sanitize() + ` AS v (` + cols.String() + `)
+VALUES (` + values.String() + `)
 ON CONFLICT (` + r.key + `) DO UPDATE SET ` + set.String() + `
 WHERE v.version < EXCLUDED.version`
+	return u
 }
 
 func (r *streamRows[A]) apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, events []eventstore.Event) error {
