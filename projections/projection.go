@@ -269,7 +269,11 @@ type rowsOf interface {
 type folder interface {
 	// add applies the next event of its stream, decoded as d.
 	add(e eventstore.Event, d domain.Event) error
-	copy(ctx context.Context, conn *pgx.Conn, table pgx.Identifier) (int64, error)
+	// copyParts writes one row per stream into table, over the connections
+	// (see rebuild_copy.go).
+	copyParts(ctx context.Context, conns []*pgx.Conn, table pgx.Identifier) (int64, error)
+	// The catch-up after the copy advances the streams (see keeper).
+	keeper
 }
 
 func (r *streamRows[A]) ofType() string { return r.streamType }

@@ -131,9 +131,7 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 		}
 		done, at = done+n, next
-		if k, ok := f.(keeper); ok {
-			ctx = context.WithValue(ctx, keeperKey{}, k) // follow's and swap's
-		}
+		ctx = context.WithValue(ctx, keeperKey{}, keeper(f)) // follow's and swap's
 		if err := r.addConstraints(ctx); err != nil {
 			return fmt.Errorf("rebuild %s: constrain %s: %w", p.Name(), r.beside.Sanitize(), err)
 		}
@@ -281,9 +279,7 @@ func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (
 	if err := ctx.Err(); err != nil {
 		return done, at, nil, err
 	}
-	if _, err := f.(interface {
-		copyParts(context.Context, []*pgx.Conn, pgx.Identifier) (int64, error)
-	}).copyParts(ctx, copyConns, r.beside); err != nil {
+	if _, err := f.copyParts(ctx, copyConns, r.beside); err != nil {
 		return done, at, nil, fmt.Errorf("copy the rows into %s: %w", r.beside.Sanitize(), err)
 	}
 	return done, at, f, nil
