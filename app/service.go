@@ -63,6 +63,7 @@ type Service struct {
 	batchHooks []BatchHook
 	quotes     *quoteCache
 	catalogs   catalog.Cache
+	storeOpts  []eventstore.Option
 }
 
 // Option configures a Service.
@@ -90,15 +91,24 @@ func WithBatchHook(h BatchHook) Option {
 // stream).
 func WithQuoteCache(n int) Option { return func(s *Service) { s.quotes = newQuoteCache(n) } }
 
+// WithGroupCommit lets concurrent commands share a transaction and a
+// round trip (eventstore.WithGroupCommit): at most inFlight groups at once,
+// each of at most size commands. 0 (the default): each command commits
+// alone.
+func WithGroupCommit(inFlight, size int) Option {
+	return func(s *Service) { s.storeOpts = append(s.storeOpts, eventstore.WithGroupCommit(inFlight, size)) }
+}
+
 // New returns a Service on the pool's event store.
 func New(pool *pgxpool.Pool, opts ...Option) *Service {
 	s := &Service{
-		pool: pool, store: eventstore.New(pool), clock: domain.SystemClock{},
+		pool: pool, clock: domain.SystemClock{},
 		newID: uuid.New, maxRetries: DefaultMaxRetries, quotes: newQuoteCache(DefaultQuoteCache),
 	}
 	for _, o := range opts {
 		o(s)
 	}
+	s.store = eventstore.New(pool, s.storeOpts...)
 	return s
 }
 

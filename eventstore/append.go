@@ -165,12 +165,47 @@ func (s *Store) AppendCommit(ctx context.Context, with func(b *pgx.Batch, events
 			})
 		}
 	}
+	wb := &pgx.Batch{}
+	if err := with(wb, pending); err != nil {
+		return nil, err
+	}
+	if s.group != nil && !hasCallbacks(wb) {
+		events, err := s.group.run(&commit{ctx: ctx, streams: streams, with: wb,
+			done: make(chan struct{}), lead: make(chan struct{}, 1)})
+		if !errors.Is(err, errRunAlone) {
+			return events, err
+		}
+	}
+	return s.commitOne(ctx, streams, wb)
+}
+
+// hasCallbacks: a batch whose statements have callbacks is never grouped,
+// so that their errors stay their own call's.
+func hasCallbacks(b *pgx.Batch) bool {
+	for _, q := range b.QueuedQueries {
+		if q.Fn != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// requeue queues what with holds on b, as new entries: pgx keeps each
+// entry's prepared statement on it, which a failed batch may have
+// deallocated, and a refused group's statements are sent again.
+func requeue(b, with *pgx.Batch) {
+	for _, q := range with.QueuedQueries {
+		b.QueuedQueries = append(b.QueuedQueries, &pgx.QueuedQuery{SQL: q.SQL, Arguments: q.Arguments, Fn: q.Fn})
+	}
+}
+
+// commitOne is AppendCommit's transaction alone: BEGIN, the inserts of
+// streams, with's statements and COMMIT in one batch.
+func (s *Store) commitOne(ctx context.Context, streams []*pending, with *pgx.Batch) ([]Event, error) {
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
 	queue(b, streams)
-	if err := with(b, pending); err != nil {
-		return nil, err
-	}
+	requeue(b, with)
 	var committed bool
 	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
 		committed = tag.String() == "COMMIT"

@@ -21,12 +21,17 @@ type DBTX interface {
 // Store is the event store on one PostgreSQL database, migrated with
 // package migrations. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	group *committer // nil: AppendCommit never groups
 }
 
 // New returns a store on pool.
-func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool}
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{pool: pool}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Pool returns the pool the store uses, for callers that begin the

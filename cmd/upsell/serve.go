@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/upsell-dev/upsell/app"
+	"github.com/upsell-dev/upsell/eventstore"
 	"github.com/upsell-dev/upsell/handlers"
 	"github.com/upsell-dev/upsell/migrations"
 	"github.com/upsell-dev/upsell/projections"
@@ -27,6 +28,9 @@ func newService(pool *pgxpool.Pool, opts ...app.Option) *app.Service {
 	return app.New(pool, append([]app.Option{app.WithBatchHook(projections.InlineBatch)}, opts...)...)
 }
 
+// defaultGroupCommit is serve's --group-commit.
+const defaultGroupCommit = 2
+
 // shutdownGrace bounds how long requests in flight may take to finish.
 const shutdownGrace = 20 * time.Second
 
@@ -39,11 +43,19 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second allowed to one API key (429 beyond it); 0: no limit")
 	requestTimeout := fs.Duration("request-timeout", handlers.DefaultRequestTimeout, "bound on one request's work, its database calls included")
 	quoteCache := fs.Int("quote-cache", app.DefaultQuoteCache, "change quotes kept in memory between commands (a few KB each); 0: none, every command reads its quote's events")
+	groupCommit := fs.Int("group-commit", defaultGroupCommit, "commands' transactions in flight at once, each carrying the commands that waited for it (group commit); 0: each command commits alone")
+	groupSize := fs.Int("group-size", eventstore.DefaultGroupSize, "most commands in one group-commit transaction")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"serve takes no arguments"}
+	}
+	if *groupCommit < 0 {
+		return usageError{fmt.Sprintf("--group-commit %d: must be 0 (off) or more", *groupCommit)}
+	}
+	if *groupSize < 1 {
+		return usageError{fmt.Sprintf("--group-size %d: must be 1 or more", *groupSize)}
 	}
 	if *quoteCache < 0 {
 		return usageError{fmt.Sprintf("--quote-cache %d: must be 0 (none) or more", *quoteCache)}
@@ -91,7 +103,7 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	// of every change to users (migration 009), from the database when not.
 	keys := handlers.NewKeyCache(pool, c.log)
 	api := handlers.New(handlers.Config{
-		Pool: pool, App: newService(pool, app.WithQuoteCache(*quoteCache)), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
+		Pool: pool, App: newService(pool, app.WithQuoteCache(*quoteCache), app.WithGroupCommit(*groupCommit, *groupSize)), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
 		Ready:     func(ctx context.Context) error { return ready(ctx, pool) },
 		RateLimit: *rateLimit, RequestTimeout: *requestTimeout, Keys: keys,
 	})

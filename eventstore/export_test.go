@@ -1,0 +1,15 @@
+package eventstore
+
+// QueuedCommits is how many AppendCommit calls wait for a group.
+func QueuedCommits(s *Store) int {
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
+	return len(s.group.queue)
+}
+
+// GroupsSent is how many groups of two or more calls were sent.
+func GroupsSent(s *Store) int {
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
+	return s.group.groups
+}

@@ -1,0 +1,332 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Group commit: AppendCommit calls made while others are on their way to
+// the database share one transaction, one round trip and one COMMIT. A
+// command's cost in PostgreSQL is much more than its inserts: the
+// transaction's start and commit, a backend woken for each message and the
+// system calls on both sides. Together, concurrent commands pay those once.
+//
+// At most maxInFlight groups are in flight at once; a call that finds all
+// of them busy waits in a queue, and the next group takes what waits (at
+// most maxGroup calls, never two on one stream). A call that finds a free
+// slot goes at once, alone if nothing waits: grouping adds no wait to a
+// quiet store.
+//
+// A group's members must not depend on each other's results, and they
+// commit all or none. When PostgreSQL refuses any statement of a group (a
+// version conflict, a failed guard, a unique key), nothing of it commits,
+// and every member is then run alone, as if it had never been grouped: each
+// gets the outcome it would have had. An error of another kind (a lost
+// connection, a timeout) may come after the COMMIT took effect, so it is
+// every member's answer, as it would be for a call alone.
+
+// DefaultGroupInFlight and DefaultGroupSize are WithGroupCommit's values
+// for a store made with New.
+const (
+	DefaultGroupInFlight = 0 // off
+	DefaultGroupSize     = 16
+)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithGroupCommit lets AppendCommit group concurrent calls: at most
+// inFlight groups at once (0: no grouping, every call is its own
+// transaction), each of at most size calls (below 1: DefaultGroupSize).
+func WithGroupCommit(inFlight, size int) Option {
+	return func(s *Store) {
+		if inFlight <= 0 {
+			s.group = nil
+			return
+		}
+		if size < 1 {
+			size = DefaultGroupSize
+		}
+		s.group = &committer{store: s, maxInFlight: inFlight, maxGroup: size}
+	}
+}
+
+// commit is one AppendCommit call: its streams, and what with queued.
+type commit struct {
+	ctx     context.Context
+	streams []*pending
+	with    *pgx.Batch
+	events  []Event
+	err     error
+	alone   bool          // run it alone: its group was refused
+	done    chan struct{} // closed once events, err or alone is set
+	lead    chan struct{} // the caller is to lead (capacity 1)
+	led     bool          // lead was sent (guarded by committer.mu)
+}
+
+// committer is the queue of calls waiting for a group.
+type committer struct {
+	store       *Store
+	maxInFlight int
+	maxGroup    int
+
+	mu       sync.Mutex
+	inFlight int // callers leading a group or about to
+	queue    []*commit
+	groups   int // groups of two or more sent (for tests)
+}
+
+// run carries c out, in a group when others wait.
+func (g *committer) run(c *commit) ([]Event, error) {
+	g.mu.Lock()
+	g.queue = append(g.queue, c)
+	lead := g.inFlight < g.maxInFlight
+	if lead {
+		g.inFlight++
+	}
+	g.mu.Unlock()
+	if !lead {
+		lead = g.wait(c)
+	}
+	if lead {
+		g.leadUntil(c)
+	}
+	return c.result()
+}
+
+// wait waits until c is done or its caller is to lead, and says whether it
+// leads. A call whose context ends while it waits leaves the queue with the
+// context's error; once in a group, it waits for the group's outcome.
+func (g *committer) wait(c *commit) (lead bool) {
+	select {
+	case <-c.done:
+		return c.ledToo()
+	case <-c.lead:
+		return true
+	case <-c.ctx.Done():
+	}
+	g.mu.Lock()
+	for i, q := range g.queue {
+		if q != c {
+			continue
+		}
+		g.queue = append(g.queue[:i], g.queue[i+1:]...)
+		if c.ledToo() { // the lead came with the cancellation: pass it on
+			g.handOver()
+		}
+		g.mu.Unlock()
+		c.finish(nil, fmt.Errorf("eventstore: append: %w", c.ctx.Err()))
+		return false
+	}
+	g.mu.Unlock()
+	select { // in a group already: its outcome is on its way
+	case <-c.done:
+		return c.ledToo()
+	case <-c.lead:
+		return true
+	}
+}
+
+// leadUntil sends groups from the queue until c has its outcome or is in
+// a group on its way, then hands the lead on.
+func (g *committer) leadUntil(c *commit) {
+	for {
+		g.mu.Lock()
+		var group []*commit
+		if !c.isDone() {
+			group = g.take()
+		}
+		if len(group) == 0 {
+			// c is done, or in another leader's group with nothing left
+			// waiting: the lead passes on.
+			if c.ledToo() { // handed the lead while leading already
+				g.handOver()
+			}
+			g.handOver()
+			g.mu.Unlock()
+			<-c.done
+			return
+		}
+		g.mu.Unlock()
+		g.send(group)
+	}
+}
+
+// handOver gives the lead to the first waiting caller that has not been
+// given it already, or frees the slot. g.mu is held.
+func (g *committer) handOver() {
+	for _, c := range g.queue {
+		if !c.led {
+			c.led = true
+			c.lead <- struct{}{}
+			return
+		}
+	}
+	g.inFlight--
+}
+
+// take removes the next group from the queue: the oldest calls, at most
+// maxGroup, none touching a stream another already touches. g.mu is held.
+func (g *committer) take() []*commit {
+	group := make([]*commit, 0, min(len(g.queue), g.maxGroup))
+	var seen map[string]bool
+	rest := g.queue[:0]
+	for _, c := range g.queue {
+		if len(group) == g.maxGroup || clash(seen, c) {
+			rest = append(rest, c)
+			continue
+		}
+		if len(g.queue) > 1 {
+			if seen == nil {
+				seen = make(map[string]bool)
+			}
+			for _, p := range c.streams {
+				seen[p.StreamID] = true
+			}
+		}
+		group = append(group, c)
+	}
+	clear(g.queue[len(rest):])
+	g.queue = rest
+	if len(group) > 1 {
+		g.groups++
+	}
+	return group
+}
+
+func clash(seen map[string]bool, c *commit) bool {
+	for _, p := range c.streams {
+		if seen[p.StreamID] {
+			return true
+		}
+	}
+	return false
+}
+
+// send commits group in one transaction and gives each member its outcome.
+func (g *committer) send(group []*commit) {
+	if len(group) == 1 {
+		c := group[0]
+		c.finish(g.store.commitOne(c.ctx, c.streams, c.with))
+		return
+	}
+	ctx, cancel := groupContext(group)
+	defer cancel()
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	type member struct {
+		c      *commit
+		events []Event
+	}
+	members := make([]*member, len(group))
+	for i, c := range group {
+		m := &member{c: c}
+		members[i] = m
+		for _, p := range c.streams {
+			b.Queue(p.sql(), p.args()...).Query(func(rows pgx.Rows) error {
+				events, err := p.recorded(rows, nil)
+				var pgErr *pgconn.PgError
+				if err != nil && errors.As(rows.Err(), &pgErr) {
+					return pgErr // refused: the group runs alone
+				}
+				m.events = append(m.events, events...)
+				return err
+			})
+		}
+		requeue(b, c.with)
+	}
+	var committed bool
+	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+		committed = tag.String() == "COMMIT"
+		return nil
+	})
+	br := g.store.pool.SendBatch(ctx, b)
+	defer func() { _ = br.Tx().Rollback(context.WithoutCancel(ctx)) }()
+	err := br.Close()
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil && committed:
+		for _, m := range members {
+			m.c.finish(m.events, nil)
+		}
+	case !committed && (err == nil || errors.As(err, &pgErr) && pgErr.Severity == "ERROR"):
+		// PostgreSQL refused a statement (an ERROR ends the transaction,
+		// not the session) or COMMIT rolled back: nothing of the group is
+		// recorded. Each member runs alone.
+		for _, m := range members {
+			m.c.retryAlone()
+		}
+	default:
+		// The connection failed, or the server ended the session: COMMIT
+		// may have taken effect. That is every member's answer, as it
+		// would be for a call alone.
+		for _, m := range members {
+			m.c.finish(nil, fmt.Errorf("eventstore: append: %w", err))
+		}
+	}
+}
+
+// groupContext is the context a group runs in: none of its members' may
+// cancel the others' commit, but it ends at the earliest of their
+// deadlines, so that no member waits past its own for long.
+func groupContext(group []*commit) (context.Context, context.CancelFunc) {
+	ctx := context.WithoutCancel(group[0].ctx)
+	var earliest time.Time
+	for _, c := range group {
+		if d, ok := c.ctx.Deadline(); ok && (earliest.IsZero() || d.Before(earliest)) {
+			earliest = d
+		}
+	}
+	if earliest.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, earliest)
+}
+
+func (c *commit) finish(events []Event, err error) {
+	c.events, c.err = events, err
+	close(c.done)
+}
+
+func (c *commit) retryAlone() {
+	c.alone = true
+	close(c.done)
+}
+
+// ledToo takes the lead if it was sent: once c is done or out of the
+// queue, nothing sends it any more.
+func (c *commit) ledToo() bool {
+	select {
+	case <-c.lead:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *commit) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// result is c's outcome; a member of a refused group runs alone here, on
+// its caller's goroutine.
+func (c *commit) result() ([]Event, error) {
+	if c.alone {
+		return nil, errRunAlone
+	}
+	return c.events, c.err
+}
+
+// errRunAlone tells AppendCommit that the call's group was refused.
+var errRunAlone = errors.New("eventstore: run alone")
