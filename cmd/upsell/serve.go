@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +31,17 @@ func newService(pool *pgxpool.Pool, opts ...app.Option) *app.Service {
 	return app.New(pool, append([]app.Option{app.WithBatchHook(projections.InlineBatch)}, opts...)...)
 }
 
-// defaultGroupCommit is serve's --group-commit.
-const defaultGroupCommit = 2
+// defaultGroupCommit is serve's --group-commit: one group in flight per
+// two CPUs. On a small machine shared with PostgreSQL, fewer and larger
+// groups cost the database less per command (measured in
+// docs/performance.md); a larger one needs more groups to use its cores.
+func defaultGroupCommit() int { return max(1, runtime.NumCPU()/2) }
+
+// serveGCPercent is the garbage collector's target for serve when GOGC is
+// not set: a command's garbage is short-lived, and collecting at 400%
+// instead of Go's 100% costs about 40 MB more of peak memory for about 10%
+// more commands per second (docs/performance.md).
+const serveGCPercent = 400
 
 // shutdownGrace bounds how long requests in flight may take to finish.
 const shutdownGrace = 20 * time.Second
@@ -43,13 +55,16 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second allowed to one API key (429 beyond it); 0: no limit")
 	requestTimeout := fs.Duration("request-timeout", handlers.DefaultRequestTimeout, "bound on one request's work, its database calls included")
 	quoteCache := fs.Int("quote-cache", app.DefaultQuoteCache, "change quotes kept in memory between commands (a few KB each); 0: none, every command reads its quote's events")
-	groupCommit := fs.Int("group-commit", defaultGroupCommit, "commands' transactions in flight at once, each carrying the commands that waited for it (group commit); 0: each command commits alone")
+	groupCommit := fs.Int("group-commit", defaultGroupCommit(), "commands' transactions in flight at once, each carrying the commands that waited for it (group commit; default: one per two CPUs); 0: each command commits alone")
 	groupSize := fs.Int("group-size", eventstore.DefaultGroupSize, "most commands in one group-commit transaction")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"serve takes no arguments"}
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(serveGCPercent)
 	}
 	if *groupCommit < 0 {
 		return usageError{fmt.Sprintf("--group-commit %d: must be 0 (off) or more", *groupCommit)}
