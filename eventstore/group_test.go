@@ -237,7 +237,9 @@ func TestGroupCommitOneStreamPerGroup(t *testing.T) {
 	first := commitAsync(ctx, store, newStreamID("group-first"), 0, lock.waits)
 	lock.waited(t, pool)
 	a := commitAsync(ctx, store, stream, 0, nil)
+	waitQueued(t, store, 1) // a waits first, then b
 	b := commitAsync(ctx, store, stream, 0, nil)
+	waitQueued(t, store, 2)
 	other := commitAsync(ctx, store, newStreamID("group-other"), 0, nil)
 	waitQueued(t, store, 3)
 	lock.release(t)
