@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -184,6 +185,9 @@ type streamRows[A aggregate] struct {
 	// values refer to them); row is rowInto with a buffer of its own.
 	rowInto func(buf *[]byte, agg A, last eventstore.Event) ([]any, error)
 	row     func(agg A, last eventstore.Event) ([]any, error)
+	// closed, when set, tells a stream that takes no more events: a
+	// rebuild's fold makes its row at once and lets its aggregate go.
+	closed func(A) bool
 }
 
 // withRow sets r.row from r.rowInto.
@@ -288,13 +292,21 @@ type folded[A aggregate] struct {
 	agg     A
 	version int64
 	at      time.Time
+	// row is the stream's row, made once it closed (see earlyRows); agg is
+	// then let go. handed: it went to be made; reopened: an event came
+	// after it closed (which the domain never appends), so its aggregate
+	// is made again from its history before the COPY.
+	row              []any
+	handed, reopened bool
 }
 
 type fold[A aggregate] struct {
-	rows    *streamRows[A]
-	streams map[string]*folded[A]
-	order   []*folded[A] // in the order the streams began, for a stable COPY
-	one     [1]domain.Event
+	rows     *streamRows[A]
+	streams  map[string]*folded[A]
+	order    []*folded[A] // in the order the streams began, for a stable COPY
+	one      [1]domain.Event
+	early    *earlyRows[A]
+	reopened []*folded[A]
 }
 
 // add applies the next event of its stream. The log gives a stream's events
@@ -309,12 +321,99 @@ func (f *fold[A]) add(e eventstore.Event, d domain.Event) error {
 	if e.Version != s.version+1 {
 		return fmt.Errorf("%s %s: version %d follows version %d in the log", e.StreamType, e.StreamID, e.Version, s.version)
 	}
+	if s.handed {
+		if !s.reopened {
+			s.reopened = true
+			f.reopened = append(f.reopened, s)
+		}
+		s.version, s.at = e.Version, e.RecordedAt
+		return nil
+	}
 	f.one[0] = d
 	var err error
 	if s.agg, err = f.rows.replay(s.agg, f.one[:]); err != nil {
 		return fmt.Errorf("%s %s version %d: %w", e.StreamType, e.StreamID, e.Version, err)
 	}
 	s.version, s.at = e.Version, e.RecordedAt
+	if f.rows.closed != nil && f.rows.closed(s.agg) {
+		if f.early == nil {
+			f.early = startEarlyRows(f.rows)
+		}
+		s.handed = true
+		f.early.hand(s)
+	}
+	return nil
+}
+
+// earlyRows makes the rows of closed streams while the fold goes on, on
+// every CPU, and lets their aggregates go: a rebuild then holds a row (its
+// JSON in large shared buffers, nothing for the garbage collector to
+// trace) instead of an aggregate (some KB of small objects) for every
+// closed stream, and half the quotes of a typical log are closed.
+type earlyRows[A aggregate] struct {
+	in chan closedStream[A]
+	wg sync.WaitGroup
+}
+
+// closedStream is what a row is made of: the fold goes on writing the
+// folded's version and time should the stream reopen.
+type closedStream[A aggregate] struct {
+	s       *folded[A]
+	agg     A
+	version int64
+	at      time.Time
+}
+
+func startEarlyRows[A aggregate](rows *streamRows[A]) *earlyRows[A] {
+	r := &earlyRows[A]{in: make(chan closedStream[A], 1024)}
+	for range runtime.GOMAXPROCS(0) {
+		r.wg.Go(func() {
+			var buf []byte
+			for c := range r.in {
+				if cap(buf)-len(buf) < 64<<10 {
+					buf = make([]byte, 0, 1<<20)
+				}
+				// A failure leaves the aggregate: the COPY makes the row
+				// again, and fails with it.
+				if row, err := rows.rowInto(&buf, c.agg, eventstore.Event{StreamID: c.s.id, Version: c.version, RecordedAt: c.at}); err == nil {
+					var none A
+					c.s.row, c.s.agg = row, none
+				}
+			}
+		})
+	}
+	return r
+}
+
+func (r *earlyRows[A]) hand(s *folded[A]) {
+	r.in <- closedStream[A]{s: s, agg: s.agg, version: s.version, at: s.at}
+}
+
+// finish waits for the early rows, and makes the aggregates of streams that
+// reopened again from their history, up to the version the fold reached.
+func (f *fold[A]) finish(ctx context.Context, db eventstore.DBTX) error {
+	if f.early == nil {
+		return nil
+	}
+	close(f.early.in)
+	f.early.wg.Wait()
+	f.early = nil
+	for _, s := range f.reopened {
+		events, err := eventstore.LoadTx(ctx, db, s.id, eventstore.LoadOptions{UpToVersion: s.version})
+		if err != nil {
+			return fmt.Errorf("load %s %s: %w", f.rows.streamType, s.id, err)
+		}
+		history, err := app.DecodeEvents(events)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", f.rows.streamType, s.id, err)
+		}
+		var zero A
+		if s.agg, err = f.rows.replay(zero, history); err != nil {
+			return fmt.Errorf("%s %s: %w", f.rows.streamType, s.id, err)
+		}
+		s.row, s.handed, s.reopened = nil, false, false
+	}
+	f.reopened = nil
 	return nil
 }
 
@@ -348,6 +447,10 @@ func (f *fold[A]) copy(ctx context.Context, conn *pgx.Conn, table pgx.Identifier
 				// allocations per chunk instead of some per row.
 				buf := make([]byte, 0, 512<<10)
 				for j, s := range streams {
+					if s.row != nil {
+						c.rows[j] = s.row
+						continue
+					}
 					if c.rows[j], c.err = f.rows.rowInto(&buf, s.agg, eventstore.Event{StreamID: s.id, Version: s.version, RecordedAt: s.at}); c.err != nil {
 						c.err = fmt.Errorf("project %s %s: %w", f.rows.streamType, s.id, c.err)
 						break

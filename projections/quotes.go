@@ -32,6 +32,9 @@ var quoteRows = withRow(&streamRows[*domain.ChangeQuote]{
 	key:     "quote_id",
 	replay:  domain.ReplayChangeQuote,
 	rowInto: quoteRow,
+	// A submitted or cancelled quote takes no more commands: a rebuild
+	// writes its row as soon as its fold closes it (see earlyRows).
+	closed: func(q *domain.ChangeQuote) bool { return q.Status().Closed() },
 })
 
 // quoteRow makes a quote's row; the preview's and the summary's JSON (what

@@ -15,6 +15,9 @@ import (
 // parts are contiguous runs of streams, so each part's rows keep the
 // order of copy.
 func (f *fold[A]) copyParts(ctx context.Context, conns []*pgx.Conn, table pgx.Identifier) (int64, error) {
+	if err := f.finish(ctx, conns[0]); err != nil {
+		return 0, err
+	}
 	if len(conns) < 2 || len(f.order) < 2*len(conns) {
 		return f.copy(ctx, conns[0], table)
 	}
