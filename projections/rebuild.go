@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,16 +90,17 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 	}
 	// A projection that folds reads the events of its stream type only, so
 	// those are what progress counts.
-	var total int64
 	var ofType *string
 	if rp, ok := p.(interface{ rows() rowsOf }); ok {
 		t := rp.rows().ofType()
 		ofType = &t
 	}
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM events WHERE $1::text IS NULL OR stream_type = $1`, ofType).Scan(&total); err != nil {
+	total, stopCount, err := countEvents(ctx, pool, conn, ofType)
+	if err != nil {
 		return fmt.Errorf("rebuild %s: count the events: %w", p.Name(), err)
 	}
-	progress(0, total)
+	defer stopCount()
+	progress(0, total.Load())
 
 	var at eventstore.Cursor
 	var done int64
@@ -119,14 +121,14 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 				return nil
 			}
 			done += int64(mine)
-			progress(done, max(total, done))
+			progress(done, max(total.Load(), done))
 		}
 	}
 	if rp, ok := p.(interface{ rows() rowsOf }); ok {
 		// The whole log so far, folded in memory and written with COPY;
 		// follow then applies what came after, row by row, advancing the
 		// fold's aggregates (see keeper).
-		n, next, f, err := r.fold(ctx, rp.rows(), func(n int64) { progress(done+n, max(total, done+n)) })
+		n, next, f, err := r.fold(ctx, rp.rows(), func(n int64) { progress(done+n, max(total.Load(), done+n)) })
 		if err != nil {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 		}
@@ -168,8 +170,53 @@ WHERE c.oid = to_regclass($1)`, p.Table()).Scan(&r.liveSchema); err != nil {
 		done += caught
 		break
 	}
-	progress(done, max(total, done))
+	progress(done, max(total.Load(), done))
 	return nil
+}
+
+// countAhead is the planner's estimate of events from which a rebuild
+// starts before it has counted them.
+var countAhead = 100_000.0
+
+// countEvents is how many events a rebuild reads (of one stream type, or
+// all), for its progress. Counting them scans the log: up to a second for a
+// million events on a small machine, which the rebuild would wait for. So
+// for a log the planner estimates at countAhead events or more, the total
+// starts as that estimate, and the exact count, made on a connection of the
+// pool meanwhile, replaces it when it comes; stop ends the count and waits
+// for it. A count that fails leaves the estimate: it is only the
+// progress's. A smaller log is counted first.
+func countEvents(ctx context.Context, pool *pgxpool.Pool, conn *pgx.Conn, ofType *string) (total *atomic.Int64, stop func(), err error) {
+	const where = `FROM events WHERE $1::text IS NULL OR stream_type = $1`
+	var plan []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		} `json:"Plan"`
+	}
+	if err := conn.QueryRow(ctx, `EXPLAIN (FORMAT JSON) SELECT `+where, ofType).Scan(&plan); err != nil {
+		return nil, nil, err
+	}
+	total = new(atomic.Int64)
+	if len(plan) == 0 || plan[0].Plan.Rows < countAhead {
+		// A small log is counted at once: exact from the first report.
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT count(*) `+where, ofType).Scan(&n); err != nil {
+			return nil, nil, err
+		}
+		total.Store(max(n, 1))
+		return total, func() {}, nil
+	}
+	total.Store(int64(plan[0].Plan.Rows))
+	countCtx, cancel := context.WithCancel(ctx)
+	counted := make(chan struct{})
+	go func() {
+		defer close(counted)
+		var n int64
+		if err := pool.QueryRow(countCtx, `SELECT count(*) `+where, ofType).Scan(&n); err == nil {
+			total.Store(max(n, 1))
+		}
+	}()
+	return total, func() { cancel(); <-counted }, nil
 }
 
 // FoldBatch is how many events a rebuild's fold reads at a time.
