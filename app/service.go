@@ -91,12 +91,11 @@ func WithBatchHook(h BatchHook) Option {
 // stream).
 func WithQuoteCache(n int) Option { return func(s *Service) { s.quotes = newQuoteCache(n) } }
 
-// WithGroupCommit lets concurrent commands share a transaction and a
-// round trip (eventstore.WithGroupCommit): at most inFlight groups at once,
-// each of at most size commands. 0 (the default): each command commits
-// alone.
-func WithGroupCommit(inFlight, size int) Option {
-	return func(s *Service) { s.storeOpts = append(s.storeOpts, eventstore.WithGroupCommit(inFlight, size)) }
+// WithStoreOptions configures the service's event store, e.g.
+// eventstore.WithGroupCommit: concurrent commands then share a transaction
+// and a round trip (by default each command commits alone).
+func WithStoreOptions(opts ...eventstore.Option) Option {
+	return func(s *Service) { s.storeOpts = append(s.storeOpts, opts...) }
 }
 
 // New returns a Service on the pool's event store.

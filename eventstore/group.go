@@ -57,6 +57,14 @@ func WithGroupCommit(inFlight, size int) Option {
 	}
 }
 
+// OnGroup has observe told of every transaction a grouping store sends
+// for AppendCommit: how many calls it carried (1: a call alone), and
+// whether PostgreSQL refused it, its members then running alone (for
+// metrics). It must be quick and safe for concurrent use.
+func OnGroup(observe func(members int, refused bool)) Option {
+	return func(s *Store) { s.onGroup = observe }
+}
+
 // commit is one AppendCommit call: its streams, and what with queued.
 type commit struct {
 	ctx     context.Context
@@ -214,6 +222,7 @@ func (g *committer) send(group []*commit) {
 	if len(group) == 1 {
 		c := group[0]
 		c.finish(g.store.commitOne(c.ctx, c.streams, c.with))
+		g.store.observe(1, false)
 		return
 	}
 	ctx, cancel := groupContext(group)
@@ -255,6 +264,7 @@ func (g *committer) send(group []*commit) {
 		for _, m := range members {
 			m.c.finish(m.events, nil)
 		}
+		g.store.observe(len(members), false)
 	case !committed && (err == nil || errors.As(err, &pgErr) && pgErr.Severity == "ERROR"):
 		// PostgreSQL refused a statement (an ERROR ends the transaction,
 		// not the session) or COMMIT rolled back: nothing of the group is
@@ -262,6 +272,8 @@ func (g *committer) send(group []*commit) {
 		for _, m := range members {
 			m.c.retryAlone()
 		}
+		g.store.observe(len(members), true)
+		return
 	default:
 		// The connection failed, or the server ended the session: COMMIT
 		// may have taken effect. That is every member's answer, as it
@@ -269,6 +281,12 @@ func (g *committer) send(group []*commit) {
 		for _, m := range members {
 			m.c.finish(nil, fmt.Errorf("eventstore: append: %w", err))
 		}
+	}
+}
+
+func (s *Store) observe(members int, refused bool) {
+	if s.onGroup != nil {
+		s.onGroup(members, refused)
 	}
 }
 

@@ -16,12 +16,46 @@ import (
 	"github.com/upsell-dev/upsell/eventstore"
 )
 
-// groupStore is a store that groups AppendCommit calls, one group in flight
-// at a time, on the probe table's database.
+// groupStore is a store that groups AppendCommit calls, inFlight groups in
+// flight at a time, on the probe table's database.
 func groupStore(t *testing.T, inFlight int) (*eventstore.Store, *pgxpool.Pool) {
+	store, pool, _ := observedGroupStore(t, inFlight)
+	return store, pool
+}
+
+// groupsSeen records what eventstore.OnGroup tells.
+type groupsSeen struct {
+	mu   sync.Mutex
+	seen []string // "members" or "members refused"
+}
+
+func (g *groupsSeen) observe(members int, refused bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := fmt.Sprint(members)
+	if refused {
+		s += " refused"
+	}
+	g.seen = append(g.seen, s)
+}
+
+func (g *groupsSeen) has(t *testing.T, want string) {
+	t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.seen {
+		if s == want {
+			return
+		}
+	}
+	t.Errorf("OnGroup told %q, want %q among them", g.seen, want)
+}
+
+func observedGroupStore(t *testing.T, inFlight int) (*eventstore.Store, *pgxpool.Pool, *groupsSeen) {
 	t.Helper()
 	_, pool := probeTable(t)
-	return eventstore.New(pool, eventstore.WithGroupCommit(inFlight, 16)), pool
+	seen := &groupsSeen{}
+	return eventstore.New(pool, eventstore.WithGroupCommit(inFlight, 16), eventstore.OnGroup(seen.observe)), pool, seen
 }
 
 // blocker holds a transaction-level advisory lock in a transaction of its
@@ -128,7 +162,7 @@ func get(t *testing.T, c <-chan outcome) outcome {
 // each gets its own events, and what each queued commits with them.
 func TestGroupCommitShares(t *testing.T) {
 	t.Parallel()
-	store, pool := groupStore(t, 1)
+	store, pool, seen := observedGroupStore(t, 1)
 	ctx := t.Context()
 	lock := block(t, pool)
 	first := commitAsync(ctx, store, newStreamID("group-first"), 0, lock.waits)
@@ -171,6 +205,8 @@ func TestGroupCommitShares(t *testing.T) {
 	if n := eventstore.GroupsSent(store); n != 1 {
 		t.Errorf("%d groups sent, want 1", n)
 	}
+	seen.has(t, "1") // the first call, alone
+	seen.has(t, "5")
 }
 
 // A member PostgreSQL refuses (a stale version, a failing statement) makes
@@ -178,7 +214,7 @@ func TestGroupCommitShares(t *testing.T) {
 // alone, with nothing of it recorded, and the others commit.
 func TestGroupCommitRefusedMemberRunsAlone(t *testing.T) {
 	t.Parallel()
-	store, pool := groupStore(t, 1)
+	store, pool, seen := observedGroupStore(t, 1)
 	ctx := t.Context()
 	stale, failing := newStreamID("group-stale"), newStreamID("group-failing")
 	appendOrFatal(t, store, eventstore.Append{StreamID: stale, StreamType: "test", ExpectedVersion: 0,
@@ -223,6 +259,7 @@ func TestGroupCommitRefusedMemberRunsAlone(t *testing.T) {
 	if n := eventstore.GroupsSent(store); n != 1 {
 		t.Errorf("%d groups sent, want 1 (the refused one)", n)
 	}
+	seen.has(t, "4 refused")
 }
 
 // Two calls on one stream never share a group: the second would check the

@@ -21,8 +21,9 @@ type DBTX interface {
 // Store is the event store on one PostgreSQL database, migrated with
 // package migrations. It is safe for concurrent use.
 type Store struct {
-	pool  *pgxpool.Pool
-	group *committer // nil: AppendCommit never groups
+	pool    *pgxpool.Pool
+	group   *committer // nil: AppendCommit never groups
+	onGroup func(members int, refused bool)
 }
 
 // New returns a store on pool.

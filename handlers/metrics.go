@@ -29,6 +29,8 @@ type Metrics struct {
 	// RelayedEvents counts the events this instance's relay published and
 	// checkpointed; give relay.Options.OnPublished its Add.
 	RelayedEvents *prometheus.CounterVec
+	groupSize     prometheus.Histogram
+	groupsRefused prometheus.Counter
 	// stallThreshold judges upsell_log_stalled (eventstore.StallThreshold;
 	// shorter in tests).
 	stallThreshold time.Duration
@@ -58,13 +60,28 @@ func NewMetrics(pool *pgxpool.Pool, relays ...string) *Metrics {
 		RelayedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upsell_relay_events_total", Help: "Events published (and checkpointed) by this instance's relay, by transport.",
 		}, []string{"relay"}),
+		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "upsell_group_commit_commands", Help: "Commands per transaction of this instance's group commit (1: a command alone).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+		}),
+		groupsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "upsell_group_commit_refused_total", Help: "Groups of commands PostgreSQL refused, whose commands then ran alone.",
+		}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency, m.eventsAppended, m.ProjectedEvents, m.RelayedEvents,
+	m.Registry.MustRegister(m.requests, m.latency, m.eventsAppended, m.ProjectedEvents, m.RelayedEvents, m.groupSize, m.groupsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
 		m.Registry.MustRegister(&lagCollector{pool: pool, relays: relays}, &stallCollector{pool: pool, m: m})
 	}
 	return m
+}
+
+// ObserveGroup records a group commit's transaction (eventstore.OnGroup).
+func (m *Metrics) ObserveGroup(members int, refused bool) {
+	m.groupSize.Observe(float64(members))
+	if refused {
+		m.groupsRefused.Inc()
+	}
 }
 
 func (m *Metrics) handler() http.Handler {

@@ -118,7 +118,7 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	// of every change to users (migration 009), from the database when not.
 	keys := handlers.NewKeyCache(pool, c.log)
 	api := handlers.New(handlers.Config{
-		Pool: pool, App: newService(pool, app.WithQuoteCache(*quoteCache), app.WithGroupCommit(*groupCommit, *groupSize)), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
+		Pool: pool, App: newService(pool, app.WithQuoteCache(*quoteCache), app.WithStoreOptions(eventstore.WithGroupCommit(*groupCommit, *groupSize), eventstore.OnGroup(metrics.ObserveGroup))), Queries: projections.NewQueries(pool), Log: c.log, Metrics: metrics,
 		Ready:     func(ctx context.Context) error { return ready(ctx, pool) },
 		RateLimit: *rateLimit, RequestTimeout: *requestTimeout, Keys: keys,
 	})

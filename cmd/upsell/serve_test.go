@@ -243,6 +243,8 @@ func TestServeEndToEnd(t *testing.T) {
 		`(?m)^upsell_http_requests_total\{[^}]*route="unmatched"[^}]*status="404"[^}]*\} 1$`,
 		`(?m)^upsell_projection_lag_events\{projection="customers"\} \d+$`,
 		`(?m)^upsell_events_appended_total\{[^}]*\} [1-9]\d*$`,
+		`(?m)^upsell_group_commit_commands_count [1-9]\d*$`,
+		`(?m)^upsell_group_commit_refused_total 0$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(metrics) {
 			t.Errorf("GET /metrics has no line matching %s", re)
