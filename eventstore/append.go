@@ -148,6 +148,11 @@ func (s *Store) BeginAppend(ctx context.Context, appends ...Append) (pgx.Tx, []E
 // queued statements (QueuedQuery.Exec and the like) run only when their
 // statement succeeded, and an error they return is returned, but cannot
 // stop the commit: a statement that must stop it has to fail in PostgreSQL.
+//
+// On a store made WithGroupCommit, calls made at once may share one
+// transaction (see group.go); each still gets its own events and errors,
+// as it would alone. A call whose statements have callbacks always goes
+// alone.
 func (s *Store) AppendCommit(ctx context.Context, with func(b *pgx.Batch, events []Event) error, appends ...Append) ([]Event, error) {
 	streams, err := prepare(appends)
 	if err != nil {

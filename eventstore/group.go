@@ -31,12 +31,9 @@ import (
 // connection, a timeout) may come after the COMMIT took effect, so it is
 // every member's answer, as it would be for a call alone.
 
-// DefaultGroupInFlight and DefaultGroupSize are WithGroupCommit's values
-// for a store made with New.
-const (
-	DefaultGroupInFlight = 0 // off
-	DefaultGroupSize     = 16
-)
+// DefaultGroupSize is WithGroupCommit's size when it is given none. A
+// store made with New groups nothing unless WithGroupCommit says so.
+const DefaultGroupSize = 16
 
 // Option configures a Store.
 type Option func(*Store)

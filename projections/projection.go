@@ -276,6 +276,9 @@ type folder interface {
 	// copyParts writes one row per stream into table, over the connections
 	// (see rebuild_copy.go).
 	copyParts(ctx context.Context, conns []*pgx.Conn, table pgx.Identifier) (int64, error)
+	// discard lets the fold's helpers go when it ends without its COPY
+	// (an error, a cancellation); after the COPY it does nothing.
+	discard()
 	// The catch-up after the copy advances the streams (see keeper).
 	keeper
 }
@@ -387,6 +390,13 @@ func startEarlyRows[A aggregate](rows *streamRows[A]) *earlyRows[A] {
 
 func (r *earlyRows[A]) hand(s *folded[A]) {
 	r.in <- closedStream[A]{s: s, agg: s.agg, version: s.version, at: s.at}
+}
+
+func (f *fold[A]) discard() {
+	if f.early != nil {
+		close(f.early.in)
+		f.early = nil
+	}
 }
 
 // finish waits for the early rows, and makes the aggregates of streams that

@@ -309,6 +309,7 @@ func (r *rebuild) fold(ctx context.Context, rows rowsOf, progress func(int64)) (
 	var at eventstore.Cursor
 	var done int64
 	f := rows.fold()
+	defer f.discard()
 	for b := range ready {
 		for i, e := range b.events {
 			if b.err != nil {
