@@ -63,9 +63,6 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{"serve takes no arguments"}
 	}
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(serveGCPercent)
-	}
 	if *groupCommit < 0 {
 		return usageError{fmt.Sprintf("--group-commit %d: must be 0 (off) or more", *groupCommit)}
 	}
@@ -83,6 +80,9 @@ func cmdServe(ctx context.Context, c *cli, args []string) error {
 	}
 	if *keyTTL < time.Minute {
 		return usageError{fmt.Sprintf("--idempotency-ttl %s is too short: keys must outlive a client's retries (at least 1m)", *keyTTL)}
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(serveGCPercent)
 	}
 	transport, err := c.transport(*publish)
 	if err != nil {

@@ -373,6 +373,8 @@ func TestServeRefusals(t *testing.T) {
 		{"an argument after --addr", "x", []string{"serve", "--addr", "127.0.0.1:0", "extra"}, 2, []string{"serve takes no arguments"}},
 		{"help", "x", []string{"serve", "-h"}, 0, []string{"-addr"}},
 		{"a negative quote cache", "x", []string{"serve", "--quote-cache", "-1"}, 2, []string{"--quote-cache -1: must be 0 (none) or more"}},
+		{"a negative group commit", "x", []string{"serve", "--group-commit", "-1"}, 2, []string{"--group-commit -1: must be 0 (off) or more"}},
+		{"an empty group", "x", []string{"serve", "--group-size", "0"}, 2, []string{"--group-size 0: must be 1 or more"}},
 		{"a negative rate limit", "x", []string{"serve", "--rate-limit", "-1"}, 2, []string{"--rate-limit -1: must be 0 (no limit) or more"}},
 	}
 	for _, tt := range tests {
