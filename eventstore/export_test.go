@@ -6,10 +6,3 @@ func QueuedCommits(s *Store) int {
 	defer s.group.mu.Unlock()
 	return len(s.group.queue)
 }
-
-// GroupsSent is how many groups of two or more calls were sent.
-func GroupsSent(s *Store) int {
-	s.group.mu.Lock()
-	defer s.group.mu.Unlock()
-	return s.group.groups
-}

@@ -54,10 +54,12 @@ func WithGroupCommit(inFlight, size int) Option {
 	}
 }
 
-// OnGroup has observe told of every transaction a grouping store sends
-// for AppendCommit: how many calls it carried (1: a call alone), and
-// whether PostgreSQL refused it, its members then running alone (for
-// metrics). It must be quick and safe for concurrent use.
+// OnGroup has observe told of every transaction a grouping store's queue
+// sends for AppendCommit: how many calls it carried (1: a call alone), and
+// whether PostgreSQL refused it, its members then running alone (their own
+// transactions are not told again) (for metrics). It is told before the
+// members hear their outcome. It must be quick and safe for concurrent
+// use.
 func OnGroup(observe func(members int, refused bool)) Option {
 	return func(s *Store) { s.onGroup = observe }
 }
@@ -84,7 +86,6 @@ type committer struct {
 	mu       sync.Mutex
 	inFlight int // callers leading a group or about to
 	queue    []*commit
-	groups   int // groups of two or more sent (for tests)
 }
 
 // run carries c out, in a group when others wait.
@@ -199,9 +200,6 @@ func (g *committer) take() []*commit {
 	}
 	clear(g.queue[len(rest):])
 	g.queue = rest
-	if len(group) > 1 {
-		g.groups++
-	}
 	return group
 }
 
@@ -218,8 +216,9 @@ func clash(seen map[string]bool, c *commit) bool {
 func (g *committer) send(group []*commit) {
 	if len(group) == 1 {
 		c := group[0]
-		c.finish(g.store.commitOne(c.ctx, c.streams, c.with))
-		g.store.observe(1, false)
+		events, err := g.store.commitOne(c.ctx, c.streams, c.with)
+		g.store.observe(1, false) // before the caller hears: tests read it then
+		c.finish(events, err)
 		return
 	}
 	ctx, cancel := groupContext(group)
@@ -258,23 +257,23 @@ func (g *committer) send(group []*commit) {
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil && committed:
+		g.store.observe(len(members), false)
 		for _, m := range members {
 			m.c.finish(m.events, nil)
 		}
-		g.store.observe(len(members), false)
 	case !committed && (err == nil || errors.As(err, &pgErr) && pgErr.Severity == "ERROR"):
 		// PostgreSQL refused a statement (an ERROR ends the transaction,
 		// not the session) or COMMIT rolled back: nothing of the group is
 		// recorded. Each member runs alone.
+		g.store.observe(len(members), true)
 		for _, m := range members {
 			m.c.retryAlone()
 		}
-		g.store.observe(len(members), true)
-		return
 	default:
 		// The connection failed, or the server ended the session: COMMIT
 		// may have taken effect. That is every member's answer, as it
 		// would be for a call alone.
+		g.store.observe(len(members), false)
 		for _, m := range members {
 			m.c.finish(nil, fmt.Errorf("eventstore: append: %w", err))
 		}

@@ -16,13 +16,6 @@ import (
 	"github.com/upsell-dev/upsell/eventstore"
 )
 
-// groupStore is a store that groups AppendCommit calls, inFlight groups in
-// flight at a time, on the probe table's database.
-func groupStore(t *testing.T, inFlight int) (*eventstore.Store, *pgxpool.Pool) {
-	store, pool, _ := observedGroupStore(t, inFlight)
-	return store, pool
-}
-
 // groupsSeen records what eventstore.OnGroup tells.
 type groupsSeen struct {
 	mu   sync.Mutex
@@ -39,6 +32,19 @@ func (g *groupsSeen) observe(members int, refused bool) {
 	g.seen = append(g.seen, s)
 }
 
+// grouped is how many transactions carried two calls or more.
+func (g *groupsSeen) grouped() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, s := range g.seen {
+		if s != "1" {
+			n++
+		}
+	}
+	return n
+}
+
 func (g *groupsSeen) has(t *testing.T, want string) {
 	t.Helper()
 	g.mu.Lock()
@@ -51,7 +57,10 @@ func (g *groupsSeen) has(t *testing.T, want string) {
 	t.Errorf("OnGroup told %q, want %q among them", g.seen, want)
 }
 
-func observedGroupStore(t *testing.T, inFlight int) (*eventstore.Store, *pgxpool.Pool, *groupsSeen) {
+// groupStore is a store that groups AppendCommit calls, inFlight groups in
+// flight at a time, on the probe table's database, and what it told of
+// the transactions it sent.
+func groupStore(t *testing.T, inFlight int) (*eventstore.Store, *pgxpool.Pool, *groupsSeen) {
 	t.Helper()
 	_, pool := probeTable(t)
 	seen := &groupsSeen{}
@@ -162,7 +171,7 @@ func get(t *testing.T, c <-chan outcome) outcome {
 // each gets its own events, and what each queued commits with them.
 func TestGroupCommitShares(t *testing.T) {
 	t.Parallel()
-	store, pool, seen := observedGroupStore(t, 1)
+	store, pool, seen := groupStore(t, 1)
 	ctx := t.Context()
 	lock := block(t, pool)
 	first := commitAsync(ctx, store, newStreamID("group-first"), 0, lock.waits)
@@ -202,7 +211,7 @@ func TestGroupCommitShares(t *testing.T) {
 			t.Errorf("%s: %v", streams[i], err)
 		}
 	}
-	if n := eventstore.GroupsSent(store); n != 1 {
+	if n := seen.grouped(); n != 1 {
 		t.Errorf("%d groups sent, want 1", n)
 	}
 	seen.has(t, "1") // the first call, alone
@@ -214,7 +223,7 @@ func TestGroupCommitShares(t *testing.T) {
 // alone, with nothing of it recorded, and the others commit.
 func TestGroupCommitRefusedMemberRunsAlone(t *testing.T) {
 	t.Parallel()
-	store, pool, seen := observedGroupStore(t, 1)
+	store, pool, seen := groupStore(t, 1)
 	ctx := t.Context()
 	stale, failing := newStreamID("group-stale"), newStreamID("group-failing")
 	appendOrFatal(t, store, eventstore.Append{StreamID: stale, StreamType: "test", ExpectedVersion: 0,
@@ -256,7 +265,7 @@ func TestGroupCommitRefusedMemberRunsAlone(t *testing.T) {
 		t.Errorf("failing member: %v, want division by zero (22012)", o.err)
 	}
 	wantVersion(t, store, failing, 0)
-	if n := eventstore.GroupsSent(store); n != 1 {
+	if n := seen.grouped(); n != 1 {
 		t.Errorf("%d groups sent, want 1 (the refused one)", n)
 	}
 	seen.has(t, "4 refused")
@@ -267,7 +276,7 @@ func TestGroupCommitRefusedMemberRunsAlone(t *testing.T) {
 // other meets the conflict it would meet alone.
 func TestGroupCommitOneStreamPerGroup(t *testing.T) {
 	t.Parallel()
-	store, pool := groupStore(t, 1)
+	store, pool, seen := groupStore(t, 1)
 	ctx := t.Context()
 	stream := newStreamID("group-same")
 	lock := block(t, pool)
@@ -295,7 +304,7 @@ func TestGroupCommitOneStreamPerGroup(t *testing.T) {
 			oa.events[0].TransactionID, oo.events[0].TransactionID)
 	}
 	wantVersion(t, store, stream, 1)
-	if n := eventstore.GroupsSent(store); n != 1 {
+	if n := seen.grouped(); n != 1 {
 		t.Errorf("%d groups sent, want 1", n)
 	}
 }
@@ -305,7 +314,7 @@ func TestGroupCommitOneStreamPerGroup(t *testing.T) {
 // keeps its slot (with one slot, a lost one would stop every later call).
 func TestGroupCommitCancelledWhileWaiting(t *testing.T) {
 	t.Parallel()
-	store, pool := groupStore(t, 1)
+	store, pool, _ := groupStore(t, 1)
 	ctx := t.Context()
 	lock := block(t, pool)
 	first := commitAsync(ctx, store, newStreamID("group-first"), 0, lock.waits)
@@ -343,7 +352,7 @@ func TestGroupCommitCancelledWhileWaiting(t *testing.T) {
 // told, each stream holds exactly those, and every chain verifies.
 func TestGroupCommitConcurrent(t *testing.T) {
 	t.Parallel()
-	store, pool := groupStore(t, 2)
+	store, pool, seen := groupStore(t, 2)
 	ctx := t.Context()
 	streams := make([]string, 12)
 	for i := range streams {
@@ -407,5 +416,5 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	if total == 0 {
 		t.Fatal("nothing committed")
 	}
-	t.Logf("%d of %d calls committed, %d groups", total, 16*25, eventstore.GroupsSent(store))
+	t.Logf("%d of %d calls committed, %d groups", total, 16*25, seen.grouped())
 }
