@@ -118,7 +118,7 @@ func TestCatchUpAdvancesTheFold(t *testing.T) {
 		t.Helper()
 		var got int64
 		var total string
-		if err := base.QueryRow(ctx, `SELECT version, preview->>'new_monthly_total' FROM quote_views WHERE quote_id = $1`, q.ID()).Scan(&got, &total); err != nil {
+		if err := base.QueryRow(ctx, `SELECT version, preview::jsonb->>'new_monthly_total' FROM quote_views WHERE quote_id = $1`, q.ID()).Scan(&got, &total); err != nil {
 			t.Fatal(err)
 		}
 		want, err := domain.ReplayChangeQuote(nil, q.Changes())
