@@ -405,6 +405,11 @@ type line struct {
 	Seats       int    `json:"seats"`
 }
 
+// quoteVersion receives the version a quote answer's ETag ("<version>",
+// API.md) gives, without decoding its body: what a command's answer tells
+// the flow.
+type quoteVersion int64
+
 // quoteRef is a command's answer.
 type quoteRef struct {
 	QuoteID string `json:"quote_id"`
@@ -448,8 +453,9 @@ func (w *worker) run() {
 }
 
 // call sends one measured request and records it. want is the status of
-// success; out, when not nil, receives a successful answer's JSON; ifMatch
-// > 0 is sent as If-Match. It reports whether the flow may go on.
+// success; out, when not nil, receives a successful answer's JSON (a
+// *quoteVersion: its ETag's version, which a quote answer must carry);
+// ifMatch > 0 is sent as If-Match. It reports whether the flow may go on.
 func (w *worker) call(k Kind, method, path string, body any, ifMatch int64, want int, out any) bool {
 	r := w.r
 	if !r.take() {
@@ -497,7 +503,15 @@ func (w *worker) call(k Kind, method, path string, body any, ifMatch int64, want
 		return false
 	}
 	if resp.StatusCode == want {
-		if out != nil {
+		if v, ok := out.(*quoteVersion); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(resp.Header.Get("ETag"), `"`), `"`), 10, 64)
+			if err != nil || n < 1 {
+				r.failed.Add(1)
+				w.rec.record(k, d, resp.StatusCode, "no_etag", Failed, fmt.Sprintf("%s %s: the answer has no ETag with the quote's version (%q)", method, path, resp.Header.Get("ETag")))
+				return false
+			}
+			*v = quoteVersion(n)
+		} else if out != nil {
 			if err := json.Unmarshal(data, out); err != nil {
 				r.failed.Add(1)
 				w.rec.record(k, d, resp.StatusCode, "unreadable_answer", Failed, fmt.Sprintf("%s %s: %v: %.200s", method, path, err, data))
@@ -551,11 +565,11 @@ func (w *worker) flow() {
 	w.rec.opened++
 	path := "/v1/change-quotes/" + url.PathEscape(q.QuoteID)
 	command := func(k Kind, method, suffix string, body any) bool {
-		var ans quoteRef
-		if !w.call(k, method, path+suffix, body, q.Version, http.StatusOK, &ans) {
+		var v quoteVersion
+		if !w.call(k, method, path+suffix, body, q.Version, http.StatusOK, &v) {
 			return false
 		}
-		q.Version = ans.Version
+		q.Version = int64(v)
 		return true
 	}
 
@@ -656,13 +670,13 @@ func (w *worker) commandStep() {
 		delete(w.quotes, cust)
 		return
 	}
-	var ans quoteRef
+	var v quoteVersion
 	if !w.call(KindSeats, http.MethodPut, "/v1/change-quotes/"+url.PathEscape(q.ref.QuoteID)+"/seats",
-		map[string]any{"product_code": code, "total_seats": total}, q.ref.Version, http.StatusOK, &ans) {
+		map[string]any{"product_code": code, "total_seats": total}, q.ref.Version, http.StatusOK, &v) {
 		delete(w.quotes, cust)
 		return
 	}
-	q.ref.Version = ans.Version
+	q.ref.Version = int64(v)
 	q.seats[code] = total
 	q.raises++
 }
