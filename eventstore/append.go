@@ -80,6 +80,31 @@ FROM chain
 WHERE n > 0
 RETURNING position, transaction_id, version, recorded_at, hash`
 
+// groupAppendSQL is appendSQL for one event on each of several streams, as
+// arrays in the same order of parameters, one element per stream: a group
+// commit's members that append one event each (most commands) share it, so
+// that PostgreSQL starts, opens the indexes of and ends one insert for the
+// group instead of one per member. Each row checks and chains to its own
+// stream's head as appendSQL does; the first refused stream raises
+// upsell_refuse_append and nothing of the statement is inserted. A stream
+// must appear once. RETURNING names the stream of each row.
+const groupAppendSQL = `INSERT INTO events
+    (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash)
+SELECT a.event_id, a.stream_id, a.stream_type, head.version + 1, a.event_type, a.schema_version, a.data, a.metadata, now(),
+       upsell_event_hash(head.hash, a.event_id, a.stream_id, a.stream_type, head.version + 1, a.event_type,
+                         a.schema_version, now(), a.data, a.metadata)
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[])
+         WITH ORDINALITY AS a(stream_id, stream_type, expected, event_id, event_type, schema_version, data, metadata, n)
+CROSS JOIN LATERAL (SELECT coalesce(h.version, 0) AS version, h.transaction_id AS xid, h.hash
+                    FROM (VALUES (1)) AS one
+                    LEFT JOIN LATERAL (SELECT version, transaction_id, hash FROM events
+                                       WHERE stream_id = a.stream_id ORDER BY version DESC LIMIT 1) AS h ON true) AS head
+WHERE CASE WHEN (head.version = a.expected OR a.expected = -1)
+            AND (head.xid IS NULL OR head.xid < pg_current_xact_id()) THEN true
+          ELSE upsell_refuse_append(a.stream_id, a.expected, head.version) END
+ORDER BY a.n
+RETURNING stream_id, position, transaction_id, version, recorded_at, hash`
+
 // The unique violation and the constraints of migrations/001_events.up.sql
 // that an append can meet.
 const (
@@ -463,24 +488,80 @@ func (p *pending) recorded(rows pgx.Rows, err error) ([]Event, error) {
 	events := make([]Event, len(p.Events))
 	for _, r := range got {
 		i := r.version - first // in range: the unique key forbids repeated versions
-		e := p.Events[i]
-		events[i] = Event{
-			ID:            e.ID,
-			StreamID:      p.StreamID,
-			StreamType:    p.StreamType,
-			Version:       r.version,
-			Position:      r.position,
-			TransactionID: r.transactionID,
-			Type:          e.Type,
-			SchemaVersion: e.SchemaVersion,
-			Data:          e.Data,
-			Metadata:      e.Metadata,
-			RawMetadata:   p.metadata[i],
-			RecordedAt:    r.recordedAt,
-			Hash:          r.hash,
-		}
+		events[i] = p.event(int(i), r.position, r.version, r.transactionID, r.recordedAt, r.hash)
 	}
 	return events, nil
+}
+
+// event is p's i-th event as recorded.
+func (p *pending) event(i int, position, version int64, transactionID uint64, recordedAt time.Time, hash []byte) Event {
+	e := p.Events[i]
+	return Event{
+		ID:            e.ID,
+		StreamID:      p.StreamID,
+		StreamType:    p.StreamType,
+		Version:       version,
+		Position:      position,
+		TransactionID: transactionID,
+		Type:          e.Type,
+		SchemaVersion: e.SchemaVersion,
+		Data:          e.Data,
+		Metadata:      e.Metadata,
+		RawMetadata:   p.metadata[i],
+		RecordedAt:    recordedAt,
+		Hash:          hash,
+	}
+}
+
+// singles is the one statement that appends the one event of each of
+// several streams (groupAppendSQL), and, once it has run, what each stream
+// recorded.
+type singles struct {
+	streams  map[string]*pending
+	recorded map[*pending]Event
+}
+
+// queueSingles queues groupAppendSQL for streams, each with one event and
+// none twice; fn reads its rows.
+func queueSingles(b *pgx.Batch, streams []*pending) *singles {
+	n := len(streams)
+	ss := &singles{streams: make(map[string]*pending, n), recorded: make(map[*pending]Event, n)}
+	ids, types, expected := make([]string, n), make([]string, n), make([]int64, n)
+	eventIDs, eventTypes, schemas := make([][16]byte, n), make([]string, n), make([]int32, n)
+	data, metadata := make([]json.RawMessage, n), make([]json.RawMessage, n)
+	for i, p := range streams {
+		ss.streams[p.StreamID] = p
+		ids[i], types[i], expected[i] = p.StreamID, p.StreamType, p.ExpectedVersion
+		eventIDs[i], eventTypes[i], schemas[i] = p.ids[0], p.types[0], p.schemaVersions[0]
+		data[i], metadata[i] = p.data[0], p.metadata[0]
+	}
+	b.Queue(groupAppendSQL, ids, types, expected, eventIDs, eventTypes, schemas, data, metadata).Query(ss.read)
+	return ss
+}
+
+func (ss *singles) read(rows pgx.Rows) error {
+	var (
+		streamID          string
+		position, version int64
+		transactionID     uint64
+		recordedAt        time.Time
+		hash              []byte
+	)
+	_, err := pgx.ForEachRow(rows, []any{&streamID, &position, &transactionID, &version, &recordedAt, &hash}, func() error {
+		p := ss.streams[streamID]
+		if p == nil {
+			return fmt.Errorf("eventstore: group append: a row of stream %q, which the group does not append to", streamID)
+		}
+		ss.recorded[p] = p.event(0, position, version, transactionID, recordedAt, hash)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(ss.recorded) != len(ss.streams) {
+		return fmt.Errorf("eventstore: group append: %d streams given, %d recorded", len(ss.streams), len(ss.recorded))
+	}
+	return nil
 }
 
 // refused is the conflict that upsell_refuse_append raised: the stream's
@@ -514,4 +595,13 @@ func (p *pending) fail(err error) error {
 		}
 	}
 	return fmt.Errorf("eventstore: append to stream %q: %w", p.StreamID, err)
+}
+
+// event is what the shared insert recorded for p, if p was in it.
+func (ss *singles) event(p *pending) (Event, bool) {
+	if ss == nil {
+		return Event{}, false
+	}
+	e, ok := ss.recorded[p]
+	return e, ok
 }

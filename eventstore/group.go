@@ -21,7 +21,9 @@ import (
 // of them busy waits in a queue, and the next group takes what waits (at
 // most maxGroup calls, never two on one stream). A call that finds a free
 // slot goes at once, alone if nothing waits: grouping adds no wait to a
-// quiet store.
+// quiet store. Within a group, the streams that get one event each (most
+// commands) share one insert statement (groupAppendSQL): PostgreSQL then
+// starts one insert, opens the indexes once and ends it once for them all.
 //
 // A group's members must not depend on each other's results, and they
 // commit all or none. When PostgreSQL refuses any statement of a group (a
@@ -225,25 +227,38 @@ func (g *committer) send(group []*commit) {
 	defer cancel()
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
-	type member struct {
-		c      *commit
-		events []Event
-	}
-	members := make([]*member, len(group))
-	for i, c := range group {
-		m := &member{c: c}
-		members[i] = m
+	// The streams that get one event share one insert; the others have
+	// one each. Each member's statements come after every insert.
+	var one []*pending
+	for _, c := range group {
 		for _, p := range c.streams {
+			if len(p.Events) == 1 {
+				one = append(one, p)
+			}
+		}
+	}
+	var shared *singles
+	if len(one) > 1 {
+		shared = queueSingles(b, one)
+	}
+	recorded := make(map[*pending][]Event)
+	for _, c := range group {
+		for _, p := range c.streams {
+			if shared != nil && len(p.Events) == 1 {
+				continue
+			}
 			b.Queue(p.sql(), p.args()...).Query(func(rows pgx.Rows) error {
 				events, err := p.recorded(rows, nil)
 				var pgErr *pgconn.PgError
 				if err != nil && errors.As(rows.Err(), &pgErr) {
 					return pgErr // refused: the group runs alone
 				}
-				m.events = append(m.events, events...)
+				recorded[p] = events
 				return err
 			})
 		}
+	}
+	for _, c := range group {
 		requeue(b, c.with)
 	}
 	var committed bool
@@ -257,25 +272,33 @@ func (g *committer) send(group []*commit) {
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil && committed:
-		g.store.observe(len(members), false)
-		for _, m := range members {
-			m.c.finish(m.events, nil)
+		g.store.observe(len(group), false)
+		for _, c := range group {
+			var events []Event
+			for _, p := range c.streams {
+				if e, ok := shared.event(p); ok {
+					events = append(events, e)
+				} else {
+					events = append(events, recorded[p]...)
+				}
+			}
+			c.finish(events, nil)
 		}
 	case !committed && (err == nil || errors.As(err, &pgErr) && pgErr.Severity == "ERROR"):
 		// PostgreSQL refused a statement (an ERROR ends the transaction,
 		// not the session) or COMMIT rolled back: nothing of the group is
 		// recorded. Each member runs alone.
-		g.store.observe(len(members), true)
-		for _, m := range members {
-			m.c.retryAlone()
+		g.store.observe(len(group), true)
+		for _, c := range group {
+			c.retryAlone()
 		}
 	default:
 		// The connection failed, or the server ended the session: COMMIT
 		// may have taken effect. That is every member's answer, as it
 		// would be for a call alone.
-		g.store.observe(len(members), false)
-		for _, m := range members {
-			m.c.finish(nil, fmt.Errorf("eventstore: append: %w", err))
+		g.store.observe(len(group), false)
+		for _, c := range group {
+			c.finish(nil, fmt.Errorf("eventstore: append: %w", err))
 		}
 	}
 }

@@ -418,3 +418,87 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	}
 	t.Logf("%d of %d calls committed, %d groups", total, 16*25, seen.grouped())
 }
+
+// A group whose members append one event to some streams and several to
+// others: the one-event streams share one insert (groupAppendSQL), the
+// others have their own, and every member still gets its events in the
+// order of its streams, each chained to its own stream's head.
+func TestGroupCommitMixedMembers(t *testing.T) {
+	t.Parallel()
+	store, pool, seen := groupStore(t, 1)
+	ctx := t.Context()
+	old := newStreamID("group-old") // at version 2 before the group
+	appendOrFatal(t, store, eventstore.Append{StreamID: old, StreamType: "test", ExpectedVersion: 0,
+		Events: []eventstore.NewEvent{newEvent("Opened", `{}`), newEvent("Changed", `{}`)}})
+	lock := block(t, pool)
+	first := commitAsync(ctx, store, newStreamID("group-first"), 0, lock.waits)
+	lock.waited(t, pool)
+
+	a, b1, b2 := newStreamID("group-a"), newStreamID("group-b1"), newStreamID("group-b2")
+	members := [][]eventstore.Append{
+		{{StreamID: a, StreamType: "test", ExpectedVersion: 0, Events: []eventstore.NewEvent{newEvent("Opened", `{"m":"a"}`)}}},
+		{ // one event on b1, two on b2, and one on the old stream
+			{StreamID: b1, StreamType: "test", ExpectedVersion: 0, Events: []eventstore.NewEvent{newEvent("Opened", `{"m":"b1"}`)}},
+			{StreamID: b2, StreamType: "other", ExpectedVersion: 0,
+				Events: []eventstore.NewEvent{newEvent("Opened", `{"m":"b2"}`), newEvent("Changed", `{"m":"b2"}`)}},
+			{StreamID: old, StreamType: "test", ExpectedVersion: 2, Events: []eventstore.NewEvent{newEvent("Changed", `{"m":"old"}`)}},
+		},
+	}
+	outs := make([]chan outcome, len(members))
+	for i, appends := range members {
+		outs[i] = make(chan outcome, 1)
+		go func() {
+			events, err := store.AppendCommit(ctx, func(b *pgx.Batch, events []eventstore.Event) error { return probe(b, events) }, appends...)
+			outs[i] <- outcome{events, err}
+		}()
+	}
+	waitQueued(t, store, len(members))
+	lock.release(t)
+	if o := get(t, first); o.err != nil {
+		t.Fatal(o.err)
+	}
+	type want struct {
+		stream, typ string
+		version     int64
+	}
+	wants := [][]want{
+		{{a, "Opened", 1}},
+		{{b1, "Opened", 1}, {b2, "Opened", 1}, {b2, "Changed", 2}, {old, "Changed", 3}},
+	}
+	var xid uint64
+	for i, out := range outs {
+		o := get(t, out)
+		if o.err != nil {
+			t.Fatalf("member %d: %v", i, o.err)
+		}
+		if len(o.events) != len(wants[i]) {
+			t.Fatalf("member %d: %d events, want %d: %+v", i, len(o.events), len(wants[i]), o.events)
+		}
+		for j, w := range wants[i] {
+			e := o.events[j]
+			if e.StreamID != w.stream || e.Type != w.typ || e.Version != w.version || e.Position == 0 || len(e.Hash) != eventstore.HashSize {
+				t.Errorf("member %d, event %d: %s %s v%d at %d, want %s %s v%d", i, j, e.StreamID, e.Type, e.Version, e.Position, w.stream, w.typ, w.version)
+			}
+			if xid == 0 {
+				xid = e.TransactionID
+			}
+			if e.TransactionID != xid {
+				t.Errorf("member %d, event %d: transaction %d, want the group's %d", i, j, e.TransactionID, xid)
+			}
+		}
+	}
+	for _, s := range []string{a, b1, b2, old} {
+		if st, err := eventstore.VerifyStream(ctx, pool, s); err != nil {
+			t.Errorf("%s: %v", s, err)
+		} else if s == old && st.Events != 3 {
+			t.Errorf("%s: %d events verified, want 3", s, st.Events)
+		}
+	}
+	for _, s := range []string{a, old} { // probe writes the row of a member's last stream
+		if v, ok := probeRow(t, pool, s); !ok || v != map[string]int64{a: 1, old: 3}[s] {
+			t.Errorf("%s: probe row at version %d (found %v)", s, v, ok)
+		}
+	}
+	wantVersion(t, store, old, 3)
+	seen.has(t, "2")
+}
