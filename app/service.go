@@ -107,7 +107,9 @@ func New(pool *pgxpool.Pool, opts ...Option) *Service {
 	for _, o := range opts {
 		o(s)
 	}
-	s.store = eventstore.New(pool, s.storeOpts...)
+	// Commands grouped in one transaction check the catalog once.
+	storeOpts := append([]eventstore.Option{eventstore.WithMerged(catalog.ExpectRevisionSQL, catalog.ExpectRevisionsSQL)}, s.storeOpts...)
+	s.store = eventstore.New(pool, storeOpts...)
 	return s
 }
 

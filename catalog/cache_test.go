@@ -84,3 +84,40 @@ func TestCacheFollowsTheRevision(t *testing.T) {
 		}
 	})
 }
+
+// The guard a command sends with its append passes only at the catalog's
+// revision, and its merged form, for a group of commands, only when every
+// one of their revisions is it; a refusal is what RevisionMoved reports.
+func TestExpectRevision(t *testing.T) {
+	inTx(t, func(tx pgx.Tx) {
+		ctx := context.Background()
+		rev := revision(t, tx)
+		check := func(sql string, arg any) error {
+			t.Helper()
+			if _, err := tx.Exec(ctx, `SAVEPOINT guard`); err != nil {
+				t.Fatal(err)
+			}
+			_, err := tx.Exec(ctx, sql, arg)
+			if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT guard`); rerr != nil {
+				t.Fatal(rerr)
+			}
+			return err
+		}
+		for _, c := range []struct {
+			name  string
+			sql   string
+			arg   any
+			moved bool
+		}{
+			{"at the revision", catalog.ExpectRevisionSQL, rev, false},
+			{"at another", catalog.ExpectRevisionSQL, rev - 1, true},
+			{"merged, all at the revision", catalog.ExpectRevisionsSQL, []int64{rev, rev, rev}, false},
+			{"merged, one at another", catalog.ExpectRevisionsSQL, []int64{rev, rev + 1, rev}, true},
+		} {
+			err := check(c.sql, c.arg)
+			if catalog.RevisionMoved(err) != c.moved || (!c.moved && err != nil) {
+				t.Errorf("%s: %v, want moved %v", c.name, err, c.moved)
+			}
+		}
+	})
+}

@@ -76,6 +76,11 @@ const RevisionSQL = `SELECT revision FROM catalog_revision`
 // products changed since.
 const ExpectRevisionSQL = `SELECT upsell_expect_catalog_revision($1)`
 
+// ExpectRevisionsSQL is ExpectRevisionSQL for several commands of one
+// group commit (eventstore.WithMerged): $1 is their revisions, each
+// checked once.
+const ExpectRevisionsSQL = `SELECT upsell_expect_catalog_revision(r) FROM (SELECT DISTINCT r FROM unnest($1::bigint[]) AS x(r)) AS d`
+
 // revisionMoved is upsell_expect_catalog_revision's SQLSTATE.
 const revisionMoved = "UP412"
 

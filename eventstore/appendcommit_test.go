@@ -34,11 +34,13 @@ func isDuplicateTable(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "42P07" || pgErr.Code == "23505")
 }
 
+const probeSQL = `INSERT INTO append_commit_probe (stream_id, version, recorded_at) VALUES ($1, $2, now())`
+
 // probe queues the row of the last of events' stream, with the
 // transaction's now() as recorded_at (what the events get).
 func probe(b *pgx.Batch, events []eventstore.Event) error {
 	last := events[len(events)-1]
-	b.Queue(`INSERT INTO append_commit_probe (stream_id, version, recorded_at) VALUES ($1, $2, now())`, last.StreamID, last.Version)
+	b.Queue(probeSQL, last.StreamID, last.Version)
 	return nil
 }
 

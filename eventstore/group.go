@@ -66,6 +66,25 @@ func OnGroup(observe func(members int, refused bool)) Option {
 	return func(s *Store) { s.onGroup = observe }
 }
 
+// WithMerged lets a group commit send the statements that its members
+// queued with the text single as one statement, merged, instead of one
+// each: PostgreSQL then starts, runs and ends one statement for the group.
+// merged takes as its parameter n the array of the members' values of
+// single's parameter n, in the members' order, e.g. through unnest; it
+// must do what the statements would do one after the other. A group sends
+// merged where two calls or more queued single with as many arguments; a
+// statement of a call alone goes as queued. Merged statements go where the
+// group's first single would have gone, so a statement must not depend on
+// another call's.
+func WithMerged(single, merged string) Option {
+	return func(s *Store) {
+		if s.merged == nil {
+			s.merged = make(map[string]string)
+		}
+		s.merged[single] = merged
+	}
+}
+
 // commit is one AppendCommit call: its streams, and what with queued.
 type commit struct {
 	ctx     context.Context
@@ -258,9 +277,7 @@ func (g *committer) send(group []*commit) {
 			})
 		}
 	}
-	for _, c := range group {
-		requeue(b, c.with)
-	}
+	g.store.queueWith(b, group)
 	var committed bool
 	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
 		committed = tag.String() == "COMMIT"
@@ -367,3 +384,71 @@ func (c *commit) result() ([]Event, error) {
 
 // errRunAlone tells AppendCommit that the call's group was refused.
 var errRunAlone = errors.New("eventstore: run alone")
+
+// queueWith queues the statements group's members queued, in their order,
+// but that the statements WithMerged names go as one where several
+// members queued them.
+func (s *Store) queueWith(b *pgx.Batch, group []*commit) {
+	if len(s.merged) == 0 {
+		for _, c := range group {
+			requeue(b, c.with)
+		}
+		return
+	}
+	var order []*pgx.QueuedQuery // nil: the next statement WithMerged names
+	var names []string
+	same := make(map[string][]*pgx.QueuedQuery)
+	for _, c := range group {
+		for _, q := range c.with.QueuedQueries {
+			if _, ok := s.merged[q.SQL]; !ok {
+				order = append(order, q)
+				continue
+			}
+			if len(same[q.SQL]) == 0 {
+				order = append(order, nil)
+				names = append(names, q.SQL)
+			}
+			same[q.SQL] = append(same[q.SQL], q)
+		}
+	}
+	for _, q := range order {
+		if q != nil {
+			b.QueuedQueries = append(b.QueuedQueries, &pgx.QueuedQuery{SQL: q.SQL, Arguments: q.Arguments, Fn: q.Fn})
+			continue
+		}
+		sql := names[0]
+		names = names[1:]
+		qs := same[sql]
+		if args, ok := columns(qs); ok {
+			b.Queue(s.merged[sql], args...)
+			continue
+		}
+		for _, q := range qs {
+			b.QueuedQueries = append(b.QueuedQueries, &pgx.QueuedQuery{SQL: q.SQL, Arguments: q.Arguments, Fn: q.Fn})
+		}
+	}
+}
+
+// columns is the statements' arguments as one array per parameter; not ok
+// for a single statement, or statements with different numbers of
+// arguments.
+func columns(qs []*pgx.QueuedQuery) (cols []any, ok bool) {
+	if len(qs) < 2 {
+		return nil, false
+	}
+	n := len(qs[0].Arguments)
+	for _, q := range qs {
+		if len(q.Arguments) != n {
+			return nil, false
+		}
+	}
+	cols = make([]any, n)
+	for i := range cols {
+		col := make([]any, len(qs))
+		for j, q := range qs {
+			col[j] = q.Arguments[i]
+		}
+		cols[i] = col
+	}
+	return cols, true
+}

@@ -502,3 +502,56 @@ func TestGroupCommitMixedMembers(t *testing.T) {
 	wantVersion(t, store, old, 3)
 	seen.has(t, "2")
 }
+
+// WithMerged: the statement several members of a group queued goes as its
+// merged form, once, with the members' arguments as arrays; a call alone
+// sends its own. A merged statement PostgreSQL refuses makes the group's
+// members run alone, each with the statement it queued.
+func TestGroupCommitMerged(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		merged string
+		offset int64 // what the merged form adds to the probe rows' versions
+		group  string
+	}{
+		{"sent once", `INSERT INTO append_commit_probe (stream_id, version, recorded_at)
+SELECT s, v + 1000, now() FROM unnest($1::text[], $2::bigint[]) AS u(s, v)`, 1000, "3"},
+		{"refused", `SELECT 1 / 0 FROM unnest($1::text[], $2::bigint[])`, 0, "3 refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, pool := probeTable(t)
+			seen := &groupsSeen{}
+			store := eventstore.New(pool, eventstore.WithGroupCommit(1, 16), eventstore.OnGroup(seen.observe),
+				eventstore.WithMerged(probeSQL, tc.merged))
+			ctx := t.Context()
+			lock := block(t, pool)
+			lone := newStreamID("merged-first")
+			first := commitAsync(ctx, store, lone, 0, lock.waits)
+			lock.waited(t, pool)
+			streams := []string{newStreamID("merged"), newStreamID("merged"), newStreamID("merged")}
+			outs := make([]<-chan outcome, len(streams))
+			for i, s := range streams {
+				outs[i] = commitAsync(ctx, store, s, 0, nil)
+			}
+			waitQueued(t, store, len(streams))
+			lock.release(t)
+			if o := get(t, first); o.err != nil {
+				t.Fatal(o.err)
+			}
+			if v, ok := probeRow(t, pool, lone); !ok || v != 1 {
+				t.Errorf("the call alone: probe row at %d (found %v), want its own statement's 1", v, ok)
+			}
+			for i, out := range outs {
+				if o := get(t, out); o.err != nil || len(o.events) != 1 || o.events[0].Version != 1 {
+					t.Fatalf("%s: %+v, %v", streams[i], o.events, o.err)
+				}
+				if v, ok := probeRow(t, pool, streams[i]); !ok || v != 1+tc.offset {
+					t.Errorf("%s: probe row at %d (found %v), want %d", streams[i], v, ok, 1+tc.offset)
+				}
+			}
+			seen.has(t, tc.group)
+		})
+	}
+}

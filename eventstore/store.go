@@ -24,6 +24,7 @@ type Store struct {
 	pool    *pgxpool.Pool
 	group   *committer // nil: AppendCommit never groups
 	onGroup func(members int, refused bool)
+	merged  map[string]string // WithMerged: a statement's text, and its merged form
 }
 
 // New returns a store on pool.

@@ -35,6 +35,8 @@ var customerRows = withRow(&streamRows[*domain.Customer]{
 	streamType: domain.StreamCustomer,
 	columns: []string{"customer_id", "msp_id", "name", "sort_name", "initial", "currency", "total_users",
 		"monthly_total", "version", "lines"},
+	types: []string{"text", "text", "text", "text", "text", "text", "integer",
+		"text", "bigint", "text"},
 	key:     "customer_id",
 	replay:  domain.ReplayCustomer,
 	rowInto: customerRow,

@@ -39,6 +39,17 @@ func InlineBatch(ctx context.Context, b *pgx.Batch, events []eventstore.Event) e
 	return queueRows(ctx, b, customerRows, customerInline(), events)
 }
 
+// InlineMerges are the event store options that let a group commit write
+// the rows InlineBatch queued for its commands with one statement per
+// table (eventstore.WithMerged). Give them to the store InlineBatch's
+// service appends with (app.WithStoreOptions).
+func InlineMerges() []eventstore.Option {
+	return []eventstore.Option{
+		eventstore.WithMerged(quoteInline().sql, quoteInlineMerged()),
+		eventstore.WithMerged(customerInline().sql, customerInlineMerged()),
+	}
+}
+
 // The inline upserts write the live tables, a quote's updated_at as now().
 var (
 	quoteInline = sync.OnceValue(func() upsert {
@@ -46,6 +57,12 @@ var (
 	})
 	customerInline = sync.OnceValue(func() upsert {
 		return customerRows.upsert(pgx.Identifier{Customers{}.Table()}, "")
+	})
+	quoteInlineMerged = sync.OnceValue(func() string {
+		return quoteRows.mergedUpsert(pgx.Identifier{Quotes{}.Table()}, "updated_at")
+	})
+	customerInlineMerged = sync.OnceValue(func() string {
+		return customerRows.mergedUpsert(pgx.Identifier{Customers{}.Table()}, "")
 	})
 )
 

@@ -178,6 +178,7 @@ func (f *fold[A]) keep(id string, agg any, version int64) {
 type streamRows[A aggregate] struct {
 	streamType string
 	columns    []string // the row's columns, in the order row gives them
+	types      []string // their SQL types, for the arrays of mergedUpsert
 	key        string   // the column that identifies a stream's row
 	replay     func(A, []domain.Event) (A, error)
 	// rowInto makes the stream's row, appending the bytes of its JSON
@@ -240,6 +241,46 @@ VALUES (` + values.String() + `)
 ON CONFLICT (` + r.key + `) DO UPDATE SET ` + set.String() + `
 WHERE v.version < EXCLUDED.version`
 	return u
+}
+
+// mergedUpsert is upsert for the rows of several streams at once, each
+// parameter the array of the rows' values of upsert's parameter with the
+// same number (eventstore.WithMerged): the rows of one group commit's
+// commands, one statement. Its streams must differ (a group never holds
+// two calls on one stream).
+func (r *streamRows[A]) mergedUpsert(table pgx.Identifier, nowColumn string) string {
+	var cols, params, names, values, set strings.Builder
+	n := 0
+	for i, c := range r.columns {
+		if i > 0 {
+			cols.WriteString(", ")
+			values.WriteString(", ")
+		}
+		cols.WriteString(c)
+		if c == nowColumn {
+			values.WriteString("now()")
+		} else {
+			if n > 0 {
+				params.WriteString(", ")
+				names.WriteString(", ")
+			}
+			n++
+			fmt.Fprintf(&params, "$%d::%s[]", n, r.types[i])
+			names.WriteString(c)
+			values.WriteString("u." + c)
+		}
+		if c != r.key {
+			if set.Len() > 0 {
+				set.WriteString(", ")
+			}
+			fmt.Fprintf(&set, "%s = EXCLUDED.%s", c, c)
+		}
+	}
+	return `INSERT INTO ` + table.Sanitize() + ` AS v (` + cols.String() + `)
+SELECT ` + values.String() + `
+FROM unnest(` + params.String() + `) AS u(` + names.String() + `)
+ON CONFLICT (` + r.key + `) DO UPDATE SET ` + set.String() + `
+WHERE v.version < EXCLUDED.version`
 }
 
 func (r *streamRows[A]) apply(ctx context.Context, tx pgx.Tx, table pgx.Identifier, events []eventstore.Event) error {

@@ -29,6 +29,8 @@ var quoteRows = withRow(&streamRows[*domain.ChangeQuote]{
 	streamType: domain.StreamChangeQuote,
 	columns: []string{"quote_id", "msp_id", "customer_id", "status", "version", "updated_at",
 		"new_monthly_total", "preview", "summary"},
+	types: []string{"uuid", "text", "text", "text", "bigint", "timestamptz",
+		"text", "text", "text"},
 	key:     "quote_id",
 	replay:  domain.ReplayChangeQuote,
 	rowInto: quoteRow,

@@ -28,7 +28,8 @@ import (
 // it: quote read models are written in the append transaction, queued with
 // the append itself (one round trip).
 func newService(pool *pgxpool.Pool, opts ...app.Option) *app.Service {
-	return app.New(pool, append([]app.Option{app.WithBatchHook(projections.InlineBatch)}, opts...)...)
+	return app.New(pool, append([]app.Option{app.WithBatchHook(projections.InlineBatch),
+		app.WithStoreOptions(projections.InlineMerges()...)}, opts...)...)
 }
 
 // defaultGroupCommit is serve's --group-commit: one group in flight per
