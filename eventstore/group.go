@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -444,11 +445,45 @@ func columns(qs []*pgx.QueuedQuery) (cols []any, ok bool) {
 	}
 	cols = make([]any, n)
 	for i := range cols {
-		col := make([]any, len(qs))
-		for j, q := range qs {
-			col[j] = q.Arguments[i]
-		}
-		cols[i] = col
+		cols[i] = column(qs, i)
 	}
 	return cols, true
+}
+
+// column is the statements' i-th arguments as a slice of their type, which
+// pgx encodes with one plan for all (a []any costs a plan per element); as
+// a []any when their types differ, or a nil stands where the type has no
+// nil.
+func column(qs []*pgx.QueuedQuery, i int) any {
+	var typ reflect.Type
+	for _, q := range qs {
+		if v := q.Arguments[i]; v != nil {
+			if t := reflect.TypeOf(v); typ == nil {
+				typ = t
+			} else if t != typ {
+				typ = nil
+				break
+			}
+		}
+	}
+	if typ != nil {
+		col := reflect.MakeSlice(reflect.SliceOf(typ), len(qs), len(qs))
+		ok := true
+		for j, q := range qs {
+			if v := q.Arguments[i]; v != nil {
+				col.Index(j).Set(reflect.ValueOf(v))
+			} else if k := typ.Kind(); k != reflect.Slice && k != reflect.Pointer && k != reflect.Map {
+				ok = false // its zero value is not SQL null
+				break
+			}
+		}
+		if ok {
+			return col.Interface()
+		}
+	}
+	col := make([]any, len(qs))
+	for j, q := range qs {
+		col[j] = q.Arguments[i]
+	}
+	return col
 }
