@@ -3,7 +3,6 @@ package eventstore
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -26,7 +25,7 @@ func scanEvent(row pgx.CollectableRow) (Event, error) {
 		return e, err
 	}
 	// The raw text is kept for the hash; the struct is decoded from it.
-	if err := json.Unmarshal(e.RawMetadata, &e.Metadata); err != nil {
+	if err := decodeMetadata(e.RawMetadata, &e.Metadata); err != nil {
 		return e, fmt.Errorf("event %s: metadata: %w", e.ID, err)
 	}
 	return e, nil
