@@ -239,12 +239,14 @@ func (s *Server) observed(route string, next http.HandlerFunc) http.HandlerFunc 
 			elapsed := time.Since(start)
 			s.Metrics.observeRequest(r.Method, route, rec.status, elapsed)
 			actor := ri.actor
-			attrs := []any{"method", r.Method, "path", r.URL.Path, "route", route, "status", rec.status,
-				"duration_ms", float64(elapsed.Microseconds()) / 1000, "bytes", rec.bytes, "request_id", id}
+			attrs := make([]slog.Attr, 0, 9)
+			attrs = append(attrs, slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", route),
+				slog.Int("status", rec.status), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+				slog.Int("bytes", rec.bytes), slog.String("request_id", id))
 			if actor.UserID != "" {
-				attrs = append(attrs, "msp_id", actor.MSPID, "user_id", actor.UserID)
+				attrs = append(attrs, slog.String("msp_id", actor.MSPID), slog.String("user_id", actor.UserID))
 			}
-			s.Log.InfoContext(ctx, "request", attrs...)
+			s.Log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 		}()
 		next(rec, r)
 	}
