@@ -522,7 +522,7 @@ type singles struct {
 }
 
 // queueSingles queues groupAppendSQL for streams, each with one event and
-// none twice; fn reads its rows.
+// none twice; the returned singles gets its rows once the batch runs.
 func queueSingles(b *pgx.Batch, streams []*pending) *singles {
 	n := len(streams)
 	ss := &singles{streams: make(map[string]*pending, n), recorded: make(map[*pending]Event, n)}
@@ -564,6 +564,15 @@ func (ss *singles) read(rows pgx.Rows) error {
 	return nil
 }
 
+// event is what the shared insert recorded for p, if p was in it.
+func (ss *singles) event(p *pending) (Event, bool) {
+	if ss == nil {
+		return Event{}, false
+	}
+	e, ok := ss.recorded[p]
+	return e, ok
+}
+
 // refused is the conflict that upsell_refuse_append raised: the stream's
 // version when the append ran is the error's detail.
 func (p *pending) refused(pgErr *pgconn.PgError) error {
@@ -595,13 +604,4 @@ func (p *pending) fail(err error) error {
 		}
 	}
 	return fmt.Errorf("eventstore: append to stream %q: %w", p.StreamID, err)
-}
-
-// event is what the shared insert recorded for p, if p was in it.
-func (ss *singles) event(p *pending) (Event, bool) {
-	if ss == nil {
-		return Event{}, false
-	}
-	e, ok := ss.recorded[p]
-	return e, ok
 }
