@@ -68,7 +68,9 @@ type Config struct {
 
 // NewClient is an HTTP client for users concurrent users of one server:
 // kept-alive connections, one per user, so that connection set-up does not
-// dominate; no proxy, no compression.
+// dominate; no proxy, no compression. It carries the requests outside the
+// measurement (waiting for the data, prefetching); the measured ones go
+// through each user's own conn.
 func NewClient(users int, timeout time.Duration) *http.Client {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -169,6 +171,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	reqCtx, cutOff := context.WithCancel(context.WithoutCancel(ctx))
 	defer cutOff()
 	r.reqCtx = reqCtx
+	for _, w := range workers {
+		c, err := newConn(reqCtx, r.base, cfg.Timeout)
+		if err != nil {
+			return nil, err
+		}
+		w.conn = c
+		defer c.close()
+	}
 	var graceTimer atomic.Pointer[time.Timer]
 	stopWatching := context.AfterFunc(ctx, func() {
 		r.halt()
@@ -423,6 +433,7 @@ type worker struct {
 	user User
 	rng  *rand.Rand
 	rec  *recorder
+	conn *conn // the measured requests'
 
 	// commands-only mode
 	known  map[string]customerView
@@ -461,32 +472,15 @@ func (w *worker) call(k Kind, method, path string, body any, ifMatch int64, want
 	if !r.take() {
 		return false
 	}
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
 			panic(err) // the flow's own bodies always encode
 		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(r.reqCtx, method, r.base+path, rd)
-	if err != nil {
-		panic(err) // the base URL was checked
-	}
-	req.Header.Set("Authorization", "Bearer "+w.user.Key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if ifMatch > 0 {
-		req.Header.Set("If-Match", `"`+strconv.FormatInt(ifMatch, 10)+`"`)
 	}
 	start := time.Now()
-	resp, err := r.client.Do(req)
-	var data []byte
-	if err == nil {
-		data, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
+	resp, err := w.conn.do(method, path, w.user.Key, payload, ifMatch)
 	d := time.Since(start)
 	if err != nil && r.reqCtx.Err() != nil {
 		r.abandoned.Add(1) // cut off by the end of the grace period
@@ -494,44 +488,41 @@ func (w *worker) call(k Kind, method, path string, body any, ifMatch int64, want
 	}
 	r.sent.Add(1)
 	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
 		r.failed.Add(1)
-		w.rec.record(k, d, status, transportCode(err), Failed, fmt.Sprintf("%s %s: %v", method, path, unwrapURLError(err)))
+		w.rec.record(k, d, 0, transportCode(err), Failed, fmt.Sprintf("%s %s: %v", method, path, err))
 		return false
 	}
-	if resp.StatusCode == want {
+	data := resp.body
+	if resp.status == want {
 		if v, ok := out.(*quoteVersion); ok {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(resp.Header.Get("ETag"), `"`), `"`), 10, 64)
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(resp.etag, `"`), `"`), 10, 64)
 			if err != nil || n < 1 {
 				r.failed.Add(1)
-				w.rec.record(k, d, resp.StatusCode, "no_etag", Failed, fmt.Sprintf("%s %s: the answer has no ETag with the quote's version (%q)", method, path, resp.Header.Get("ETag")))
+				w.rec.record(k, d, resp.status, "no_etag", Failed, fmt.Sprintf("%s %s: the answer has no ETag with the quote's version (%q)", method, path, resp.etag))
 				return false
 			}
 			*v = quoteVersion(n)
 		} else if out != nil {
 			if err := json.Unmarshal(data, out); err != nil {
 				r.failed.Add(1)
-				w.rec.record(k, d, resp.StatusCode, "unreadable_answer", Failed, fmt.Sprintf("%s %s: %v: %.200s", method, path, err, data))
+				w.rec.record(k, d, resp.status, "unreadable_answer", Failed, fmt.Sprintf("%s %s: %v: %.200s", method, path, err, data))
 				return false
 			}
 		}
-		w.rec.record(k, d, resp.StatusCode, "", OK, "")
+		w.rec.record(k, d, resp.status, "", OK, "")
 		return true
 	}
 	var problem struct {
 		Code string `json:"code"`
 	}
 	_ = json.Unmarshal(data, &problem)
-	if ExpectedRefusal(resp.StatusCode, problem.Code) {
-		w.rec.record(k, d, resp.StatusCode, problem.Code, Refused, "")
+	if ExpectedRefusal(resp.status, problem.Code) {
+		w.rec.record(k, d, resp.status, problem.Code, Refused, "")
 		return false
 	}
 	r.failed.Add(1)
-	w.rec.record(k, d, resp.StatusCode, problem.Code, Failed,
-		fmt.Sprintf("%s %s: %d (want %d): %.300s", method, path, resp.StatusCode, want, bytes.TrimSpace(data)))
+	w.rec.record(k, d, resp.status, problem.Code, Failed,
+		fmt.Sprintf("%s %s: %d (want %d): %.300s", method, path, resp.status, want, bytes.TrimSpace(data)))
 	return false
 }
 
