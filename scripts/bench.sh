@@ -18,10 +18,11 @@
 #       baseline of
 #     - HTTP commands on an empty database: `upsell serve` driven by
 #       `upsell loadgen --commands-only` (each request appends one event)
-#       with CLIENTS users as fast as it answers (server CPU profile and
-#       database wait events sampled meanwhile), then at half the first
-#       round's throughput (--rate) for the latency; the server's peak RSS
-#       (VmHWM);
+#       with CLIENTS users as fast as it answers, then likewise under a
+#       CPU profile of the server with the database's wait events sampled
+#       (a run of its own: the observers cost CPU that pgbench's run does
+#       not pay), then at half the first round's throughput (--rate) for
+#       the latency; the server's peak RSS (VmHWM);
 #     - the same on the big log's database: a command must cost the same
 #       beside 100,000 customers and 1,000,000 events.
 #     The rounds alternate the three so that noise from other work on the
@@ -42,7 +43,8 @@
 #                  keeps them)
 #   EVENTS=1000000 CUSTOMERS=100000   the big log (a full run needs >= 1000000)
 #   ROUNDS=2       rounds of pgbench / HTTP empty / HTTP big
-#   DURATION=20    seconds per loadgen run; PGBENCH_SECS=20
+#   DURATION=20    seconds per loadgen run; PGBENCH_SECS=20; PROFILE_SECS=10
+#                  seconds of the profiled loadgen run
 #   CLIENTS=16     pgbench clients and loadgen users
 #   WORKERS=8      seedlog's concurrent appenders
 #   INTERLEAVE=64  quotes each of them has in progress (1: each quote appended
@@ -62,6 +64,7 @@ CUSTOMERS=${CUSTOMERS:-100000}
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-20}
 PGBENCH_SECS=${PGBENCH_SECS:-20}
+PROFILE_SECS=${PROFILE_SECS:-10}
 CLIENTS=${CLIENTS:-16}
 WORKERS=${WORKERS:-8}
 INTERLEAVE=${INTERLEAVE:-64}
@@ -75,7 +78,7 @@ if ! [[ $QUIET =~ ^[0-9]+(\.[0-9]+)?$ && $QUIET_WAIT =~ ^[0-9]+$ ]]; then
 	echo "bench: QUIET must be a number and QUIET_WAIT a whole number of seconds" >&2
 	exit 2
 fi
-for v in EVENTS CUSTOMERS ROUNDS DURATION PGBENCH_SECS CLIENTS WORKERS INTERLEAVE LOADGEN_CUSTOMERS; do
+for v in EVENTS CUSTOMERS ROUNDS DURATION PGBENCH_SECS PROFILE_SECS CLIENTS WORKERS INTERLEAVE LOADGEN_CUSTOMERS; do
 	if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then
 		echo "bench: $v must be a positive integer, not '${!v}'" >&2
 		exit 2
@@ -85,8 +88,8 @@ if [[ -n $SERVE_POOL && ! $SERVE_POOL =~ ^[1-9][0-9]*$ ]]; then
 	echo "bench: SERVE_POOL must be a positive integer, not '$SERVE_POOL'" >&2
 	exit 2
 fi
-if ((DURATION < 8 || PGBENCH_SECS < 8)); then
-	echo "bench: DURATION and PGBENCH_SECS must be at least 8 (seconds)" >&2
+if ((DURATION < 8 || PGBENCH_SECS < 8 || PROFILE_SECS < 4)); then
+	echo "bench: DURATION and PGBENCH_SECS must be at least 8 (seconds), PROFILE_SECS at least 4" >&2
 	exit 2
 fi
 if [[ $WRITE_DOC == auto ]]; then
@@ -415,11 +418,13 @@ lg_line() { lg "$1" '"\(.total.requests) requests, \(.total.throughput_per_secon
 
 declare -A fig # figures by name_round, e.g. tp_empty_1
 # http_block KIND ROUND DBNAME: a warm-up (importing loadgen's data the
-# first time), DURATION s as fast as the server answers with a CPU profile
-# of the server and the database's sessions sampled, then DURATION s at
-# $rate (set from the first block: half its throughput).
+# first time), DURATION s as fast as the server answers, PROFILE_SECS s
+# likewise with a CPU profile of the server taken and the database's
+# sessions sampled (apart, so that the observers' own cost, which pgbench's
+# run does not bear, stays out of the measured throughput), then DURATION s
+# at $rate (set from the first block: half its throughput).
 http_block() {
-	local kind=$1 r=$2 db=$3 label=$1-$2 url prof_secs=$((DURATION - 4)) curl_pid waits_pid import=()
+	local kind=$1 r=$2 db=$3 label=$1-$2 url prof_secs=$((PROFILE_SECS - 2)) curl_pid waits_pid import=()
 	url=$(db_url "$db")
 	((r == 1)) || import=(--skip-import)
 	start_serve "$label" "$url"
@@ -429,17 +434,20 @@ http_block() {
 		say "upsell serve (pid $serve_pid) on $serve_url; loadgen warm-up, 5s"
 	fi
 	loadgen "$label-warmup" "$url" --duration 5s "${import[@]}"
-	(sleep 2 && curl -fsS -o "$OUT/serve-$label.cpu.pprof" "$pprof_url/debug/pprof/profile?seconds=$prof_secs") &
-	curl_pid=$!
-	(sleep 2 && sample_waits "$db" "$OUT/waits-$label.txt" "$prof_secs") &
-	waits_pid=$!
 	measured_loadgen "$label-max" "$url" "$db" --skip-import --duration "${DURATION}s"
 	fig[oth_max_${kind}_$r]=$(cpu_others "$work/cpu-$label-max.before" "$work/cpu-$label-max.after" "$window_secs")
+	(sleep 1 && curl -fsS -o "$OUT/serve-$label.cpu.pprof" "$pprof_url/debug/pprof/profile?seconds=$prof_secs") &
+	curl_pid=$!
+	(sleep 1 && sample_waits "$db" "$OUT/waits-$label.txt" "$prof_secs") &
+	waits_pid=$!
+	loadgen "$label-prof" "$url" --skip-import --duration "${PROFILE_SECS}s"
 	wait "$curl_pid" || say "bench: no CPU profile of the server ($label)"
 	wait "$waits_pid" || true
+	fig[tp_prof_${kind}_$r]=$(lg "$label-prof" .total.throughput_per_second)
 	fig[tp_${kind}_$r]=$(lg "$label-max" .total.throughput_per_second)
 	fig[p99max_${kind}_$r]=$(lg "$label-max" .total.latency_ms.p99)
 	say "  ${DURATION}s as fast as it answers: $(lg_line "$label-max")"
+	say "  then ${PROFILE_SECS}s under the CPU profiler and the wait sampler: $(lg "$label-prof" .total.throughput_per_second)/s"
 	local tp=${fig[tp_${kind}_$r]}
 	local w=$work/cpu-$label-max
 	fig[cpu_serve_${kind}_$r]=$(cpu_ms "$w.before" "$w.after" serve "$window_secs" "$tp")
@@ -554,7 +562,8 @@ details() {
 	c_pgcl=$(med '%.3f' cpu_client_pgbench)
 	cat <<EOF
 Rounds (one value per round; the table gives medians): pgbench $(each '%.0f' pg)
-tps; commands/s empty $(each '%.0f' tp_empty), big $(each '%.0f' tp_big); p99 at
+tps; commands/s empty $(each '%.0f' tp_empty), big $(each '%.0f' tp_big) (under the
+profiler: empty $(each '%.0f' tp_prof_empty), big $(each '%.0f' tp_prof_big)); p99 at
 full throughput empty $(each '%.1f' p99max_empty) ms, big $(each '%.1f' p99max_big) ms;
 at $rate req/s p50 empty $(each '%.2f' p50_empty) ms, big $(each '%.2f' p50_big) ms,
 p99 empty $(each '%.1f' p99_empty) ms, big $(each '%.1f' p99_big) ms; peak RSS empty
@@ -654,7 +663,11 @@ CUSTOMERS, ROUNDS, DURATION, CLIENTS, INTERLEAVE, SERVE_POOL):
   --commands-only --users $CLIENTS\` (open a quote, then raise seats on it;
   each request appends one event and writes the quote's read model in the
   same transaction) after a 5 s warm-up: $DURATION s as fast as the server
-  answers, then $DURATION s at \`--rate\` $rate, half the first round's
+  answers (the throughput above), then $PROFILE_SECS s likewise under
+  a CPU profile of the server (\`--pprof\`) with the database's sessions
+  sampled every 0.25 s by psql (a run of its own: the observers cost CPU
+  that pgbench's run does not pay; its throughput is in the rounds'
+  figures), then $DURATION s at \`--rate\` $rate, half the first round's
   throughput (loadgen's pacer does not catch up, and latency is timed from
   the send). First on a database with loadgen's data only (1000 customers),
   then on the big log's database (the same data beside the $n_customers
