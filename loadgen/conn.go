@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,7 @@ import (
 // whose CPUs it shares with the server it measures.
 type conn struct {
 	scheme, host, addr string // host: the Host header; addr: host:port to dial
+	prefix             string // the target's path, before every request's
 	timeout            time.Duration
 	ctx                context.Context // cut off: the request in flight fails at once
 
@@ -59,7 +61,7 @@ func newConn(ctx context.Context, base string, timeout time.Duration) (*conn, er
 		}
 		addr = net.JoinHostPort(u.Hostname(), port)
 	}
-	return &conn{scheme: u.Scheme, host: u.Host, addr: addr, timeout: timeout, ctx: ctx}, nil
+	return &conn{scheme: u.Scheme, host: u.Host, addr: addr, prefix: strings.TrimRight(u.Path, "/"), timeout: timeout, ctx: ctx}, nil
 }
 
 // answer is what a request got back. body is valid until the next request.
@@ -128,6 +130,7 @@ func (c *conn) roundTrip(method, path, key string, body []byte, ifMatch int64) (
 	b := c.req[:0]
 	b = append(b, method...)
 	b = append(b, ' ')
+	b = append(b, c.prefix...)
 	b = append(b, path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, c.host...)

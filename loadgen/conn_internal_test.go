@@ -80,6 +80,26 @@ func TestConnKeepsOneConnection(t *testing.T) {
 	}
 }
 
+func TestConnTargetPath(t *testing.T) {
+	t.Parallel()
+	srv, _ := connServer(t)
+	// A target with a path (a server behind a prefix): every request's
+	// path goes after it.
+	mux := http.NewServeMux()
+	mux.Handle("/api/", http.StripPrefix("/api", srv.Config.Handler))
+	prefixed := httptest.NewServer(mux)
+	t.Cleanup(prefixed.Close)
+	c, err := newConn(t.Context(), prefixed.URL+"/api/", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	a, err := c.do(http.MethodGet, "/echo", "k", nil, 0)
+	if err != nil || a.status != http.StatusOK || !strings.HasPrefix(string(a.body), "GET /echo ") {
+		t.Fatalf("got %d %q %v, want 200 GET /echo", a.status, a.body, err)
+	}
+}
+
 func TestConnAnswers(t *testing.T) {
 	t.Parallel()
 	srv, conns := connServer(t)
