@@ -24,7 +24,7 @@ import (
 // whose CPUs it shares with the server it measures.
 type conn struct {
 	scheme, host, addr string // host: the Host header; addr: host:port to dial
-	prefix             string // the target's path, before every request's
+	prefix             string // the target's path (escaped), before every request's
 	timeout            time.Duration
 	ctx                context.Context // cut off: the request in flight fails at once
 
@@ -37,9 +37,12 @@ type conn struct {
 }
 
 // maxIdle is how long a kept-alive connection may sit unused before the
-// next request dials anew rather than risk one the server has closed (serve
-// keeps idle connections for two minutes).
-const maxIdle = 30 * time.Second
+// next request dials anew rather than risk one the server (or a proxy
+// before it) has closed meanwhile: nothing reads a connection between
+// requests, so such a close shows only as the next request's failure
+// (connection_closed). serve keeps idle connections for two minutes; the
+// users of a run are never idle for long.
+const maxIdle = 2 * time.Second
 
 // maxAnswer bounds an answer's body (serve's largest answers are pages of
 // a few hundred KB).
@@ -61,7 +64,7 @@ func newConn(ctx context.Context, base string, timeout time.Duration) (*conn, er
 		}
 		addr = net.JoinHostPort(u.Hostname(), port)
 	}
-	return &conn{scheme: u.Scheme, host: u.Host, addr: addr, prefix: strings.TrimRight(u.Path, "/"), timeout: timeout, ctx: ctx}, nil
+	return &conn{scheme: u.Scheme, host: u.Host, addr: addr, prefix: strings.TrimRight(u.EscapedPath(), "/"), timeout: timeout, ctx: ctx}, nil
 }
 
 // answer is what a request got back. body is valid until the next request.
@@ -125,6 +128,11 @@ func (c *conn) dial() error {
 
 func (c *conn) roundTrip(method, path, key string, body []byte, ifMatch int64) (answer, error) {
 	if err := c.c.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+		return answer{}, err
+	}
+	// The cut-off may have set its deadline just before this one: it must
+	// win.
+	if err := c.ctx.Err(); err != nil {
 		return answer{}, err
 	}
 	b := c.req[:0]

@@ -164,6 +164,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	r.client.CloseIdleConnections() // the measured requests have connections of their own
 
 	// Requests run on a context of their own: ctx ending stops the users
 	// from starting more, and cuts off what is still in flight after the

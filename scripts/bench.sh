@@ -88,8 +88,8 @@ if [[ -n $SERVE_POOL && ! $SERVE_POOL =~ ^[1-9][0-9]*$ ]]; then
 	echo "bench: SERVE_POOL must be a positive integer, not '$SERVE_POOL'" >&2
 	exit 2
 fi
-if ((DURATION < 8 || PGBENCH_SECS < 8 || PROFILE_SECS < 4)); then
-	echo "bench: DURATION and PGBENCH_SECS must be at least 8 (seconds), PROFILE_SECS at least 4" >&2
+if ((DURATION < 8 || PGBENCH_SECS < 8 || PROFILE_SECS < 5)); then
+	echo "bench: DURATION and PGBENCH_SECS must be at least 8 (seconds), PROFILE_SECS at least 5" >&2
 	exit 2
 fi
 if [[ $WRITE_DOC == auto ]]; then
@@ -424,7 +424,7 @@ declare -A fig # figures by name_round, e.g. tp_empty_1
 # run does not bear, stays out of the measured throughput), then DURATION s
 # at $rate (set from the first block: half its throughput).
 http_block() {
-	local kind=$1 r=$2 db=$3 label=$1-$2 url prof_secs=$((PROFILE_SECS - 2)) curl_pid waits_pid import=()
+	local kind=$1 r=$2 db=$3 label=$1-$2 url prof_secs=$((PROFILE_SECS - 3)) curl_pid waits_pid import=()
 	url=$(db_url "$db")
 	((r == 1)) || import=(--skip-import)
 	start_serve "$label" "$url"
@@ -436,9 +436,9 @@ http_block() {
 	loadgen "$label-warmup" "$url" --duration 5s "${import[@]}"
 	measured_loadgen "$label-max" "$url" "$db" --skip-import --duration "${DURATION}s"
 	fig[oth_max_${kind}_$r]=$(cpu_others "$work/cpu-$label-max.before" "$work/cpu-$label-max.after" "$window_secs")
-	(sleep 1 && curl -fsS -o "$OUT/serve-$label.cpu.pprof" "$pprof_url/debug/pprof/profile?seconds=$prof_secs") &
+	(sleep 2 && curl -fsS -o "$OUT/serve-$label.cpu.pprof" "$pprof_url/debug/pprof/profile?seconds=$prof_secs") &
 	curl_pid=$!
-	(sleep 1 && sample_waits "$db" "$OUT/waits-$label.txt" "$prof_secs") &
+	(sleep 2 && sample_waits "$db" "$OUT/waits-$label.txt" "$prof_secs") &
 	waits_pid=$!
 	loadgen "$label-prof" "$url" --skip-import --duration "${PROFILE_SECS}s"
 	wait "$curl_pid" || say "bench: no CPU profile of the server ($label)"
