@@ -20,8 +20,8 @@ import (
 // its answer read with net/http's own parser (http.ReadResponse), on the
 // user's goroutine. net/http's Transport hands every request to two
 // goroutines of the connection (a writer and a reader) and back, which
-// cost the load generator more CPU than the rest of its work, on a machine
-// whose CPUs it shares with the server it measures.
+// was about half of the load generator's CPU, on a machine whose CPUs it
+// may share with the server it measures.
 type conn struct {
 	scheme, host, addr string // host: the Host header; addr: host:port to dial
 	prefix             string // the target's path (escaped), before every request's

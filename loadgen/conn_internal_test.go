@@ -50,14 +50,21 @@ func connServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	return srv, &conns
 }
 
-func TestConnKeepsOneConnection(t *testing.T) {
-	t.Parallel()
-	srv, conns := connServer(t)
-	c, err := newConn(t.Context(), srv.URL, 5*time.Second)
+// openConn is newConn's connection to url, closed at the test's end.
+func openConn(t *testing.T, ctx context.Context, url string, timeout time.Duration) *conn {
+	t.Helper()
+	c, err := newConn(ctx, url, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.close()
+	t.Cleanup(c.close)
+	return c
+}
+
+func TestConnKeepsOneConnection(t *testing.T) {
+	t.Parallel()
+	srv, conns := connServer(t)
+	c := openConn(t, t.Context(), srv.URL, 5*time.Second)
 	for i := range 50 {
 		a, err := c.do(http.MethodPut, "/echo?x=1", "k1", []byte(`{"n":1}`), 42)
 		if err != nil {
@@ -89,11 +96,7 @@ func TestConnTargetPath(t *testing.T) {
 	mux.Handle("/api/", http.StripPrefix("/api", srv.Config.Handler))
 	prefixed := httptest.NewServer(mux)
 	t.Cleanup(prefixed.Close)
-	c, err := newConn(t.Context(), prefixed.URL+"/api/", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
+	c := openConn(t, t.Context(), prefixed.URL+"/api/", 5*time.Second)
 	a, err := c.do(http.MethodGet, "/echo", "k", nil, 0)
 	if err != nil || a.status != http.StatusOK || !strings.HasPrefix(string(a.body), "GET /echo ") {
 		t.Fatalf("got %d %q %v, want 200 GET /echo", a.status, a.body, err)
@@ -103,11 +106,7 @@ func TestConnTargetPath(t *testing.T) {
 func TestConnAnswers(t *testing.T) {
 	t.Parallel()
 	srv, conns := connServer(t)
-	c, err := newConn(t.Context(), srv.URL+"/", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
+	c := openConn(t, t.Context(), srv.URL+"/", 5*time.Second)
 	a, err := c.do(http.MethodGet, "/big", "k", nil, 0)
 	if err != nil || a.status != http.StatusCreated || len(a.body) != 100_000 {
 		t.Fatalf("chunked answer: %d, %d bytes, %v; want 201, 100000 bytes", a.status, len(a.body), err)
@@ -130,11 +129,7 @@ func TestConnAnswers(t *testing.T) {
 func TestConnIdleRedials(t *testing.T) {
 	t.Parallel()
 	srv, conns := connServer(t)
-	c, err := newConn(t.Context(), srv.URL, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
+	c := openConn(t, t.Context(), srv.URL, 5*time.Second)
 	if _, err := c.do(http.MethodGet, "/echo", "k", nil, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -152,12 +147,8 @@ func TestConnFailures(t *testing.T) {
 	srv, _ := connServer(t)
 
 	t.Run("timeout", func(t *testing.T) {
-		c, err := newConn(t.Context(), srv.URL, 100*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.close()
-		_, err = c.do(http.MethodGet, "/slow", "k", nil, 0)
+		c := openConn(t, t.Context(), srv.URL, 100*time.Millisecond)
+		_, err := c.do(http.MethodGet, "/slow", "k", nil, 0)
 		if transportCode(err) != "timeout" {
 			t.Fatalf("got %v (%s), want a timeout", err, transportCode(err))
 		}
@@ -167,14 +158,10 @@ func TestConnFailures(t *testing.T) {
 	})
 	t.Run("cut off", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		c, err := newConn(ctx, srv.URL, 10*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.close()
+		c := openConn(t, ctx, srv.URL, 10*time.Second)
 		time.AfterFunc(100*time.Millisecond, cancel)
 		start := time.Now()
-		_, err = c.do(http.MethodGet, "/slow", "k", nil, 0)
+		_, err := c.do(http.MethodGet, "/slow", "k", nil, 0)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("got %v, want the cut-off (context.Canceled)", err)
 		}
