@@ -463,7 +463,7 @@ http_block() {
 	say "  other work kept ${fig[oth_max_${kind}_$r]} and ${fig[oth_rate_${kind}_$r]} CPUs busy during the two runs"
 	fig[p50_${kind}_$r]=$(lg "$label-rate" .total.latency_ms.p50)
 	fig[p99_${kind}_$r]=$(lg "$label-rate" .total.latency_ms.p99)
-	fig[err_${kind}_$r]=$(($(lg "$label-rate" .total.errors) + $(lg "$label-max" .total.errors)))
+	fig[err_${kind}_$r]=$(($(lg "$label-rate" .total.errors) + $(lg "$label-max" .total.errors) + $(lg "$label-prof" .total.errors)))
 	fig[hwm_${kind}_$r]=$(vmhwm_mb "$serve_pid")
 	say "  peak RSS (VmHWM) $(printf '%s' "${fig[hwm_${kind}_$r]}") MB; the database's active sessions while loaded (samples: state, wait event):"
 	head -n 5 "$OUT/waits-$label.txt" | sed 's/^/    /' >&2
@@ -634,7 +634,7 @@ $(table)
 $(details)
 
 Method (\`make bench-all\`, or \`scripts/bench.sh\`; knobs EVENTS,
-CUSTOMERS, ROUNDS, DURATION, CLIENTS, INTERLEAVE, SERVE_POOL):
+CUSTOMERS, ROUNDS, DURATION, PROFILE_SECS, CLIENTS, INTERLEAVE, SERVE_POOL):
 
 - **Big log**: \`upsell-bench seedlog\` (cmd/upsell-bench,
   internal/benchtools): loadgen's generator for $CUSTOMERS customers of
